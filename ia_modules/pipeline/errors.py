@@ -1,0 +1,38 @@
+"""Errors of the pipeline core: one for invalid pipeline files, others for step failures at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a pipeline file: where (a JSON path like ``steps[2].inputs.raw``) and what."""
+
+    path: str
+    message: str
+
+    def render(self, source: str) -> str:
+        return f"{source}: {self.path}: {self.message}"
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline file is invalid; the message lists every problem found, one per line."""
+
+    def __init__(self, source: str, problems: Iterable[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class StepOutputError(TypeError):
+    """A step returned something other than a JSON-serialisable dict."""
+
+
+class ConditionError(RuntimeError):
+    """A ``function`` condition raised or returned something other than a bool."""
+
+
+class PipelineNotFoundError(LookupError):
+    """A pipeline id or path names no pipeline file."""

@@ -1,0 +1,251 @@
+"""The execution kernel: run one step (retries, timeout, on_error), route its paths, and keep join tokens.
+
+Both the in-process runner and the streaming agents drive runs through these functions, so their semantics
+cannot drift apart. Nothing here does I/O beyond awaiting the steps themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from .compiler import PipelinePlan, StepPlan
+from .conditions import Observation
+from .errors import StepOutputError
+from .graph import END, Edge
+from .models import RetryPolicy
+from .step import Step
+from .templates import Scope
+
+Token = Literal["run", "skip", "fail"]
+
+
+@dataclass
+class StepFailure:
+    """A step that failed for good: what the dead letter and the run's error report."""
+
+    step: str
+    type: str
+    message: str
+    attempts: int
+    traceback: str
+    input: dict[str, Any]
+
+    def as_error(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "type": self.type,
+            "message": self.message,
+            "attempts": self.attempts,
+            "traceback": self.traceback,
+        }
+
+
+@dataclass
+class RunState:
+    """Everything one run accumulates: step outputs, join tokens, trace, and the first error."""
+
+    plan: PipelinePlan
+    run_id: str
+    pipeline_input: dict[str, Any]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, dict[int, Token]] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    failures: list[StepFailure] = field(default_factory=list)
+
+    def scope(self, result: Any = None) -> Scope:
+        return Scope(self.pipeline_input, self.plan.parameters, self.outputs, result)
+
+    def fail(self, error: dict[str, Any]) -> None:
+        """Record the run's error; the first one is the run's error, later ones only show in the trace."""
+        if self.error is None:
+            self.error = error
+
+    def deliver(self, edge: Edge, token: Token) -> Token | None:
+        """Give ``edge``'s target a token; once all its incoming paths have delivered, say what it does:
+        ``fail`` if any failed, ``run`` if any ran, else ``skip`` (dead-path elimination)."""
+        incoming = self.plan.graph.incoming[edge.target]
+        if len(incoming) == 1:
+            return token
+        received = self.tokens.setdefault(edge.target, {})
+        received[edge.id] = token
+        if len(received) < len(incoming):
+            return None
+        values = received.values()
+        return "fail" if "fail" in values else "run" if "run" in values else "skip"
+
+    def input_for(self, step: StepPlan) -> dict[str, Any]:
+        """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``."""
+        data = dict(self.pipeline_input)
+        incoming = self.plan.graph.incoming[step.id]
+        received = self.tokens.get(step.id)
+        for edge in incoming:
+            if received is None or received.get(edge.id) == "run":
+                output = self.outputs.get(edge.source)
+                if output is not None:
+                    data.update(output)
+        if not step.inputs.is_constant or step.inputs.value:
+            data.update(step.inputs.resolve(self.scope()))
+        return data
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error is not None else "success"
+
+    def final_outputs(self) -> Any:
+        """``outputs`` resolved now (missing values null), or the merged outputs of the last steps that ran."""
+        if self.plan.outputs is not None:
+            return self.plan.outputs.resolve(self.scope())
+        merged: dict[str, Any] = {}
+        received = self.tokens.get(END, {})
+        for edge in self.plan.graph.incoming[END]:
+            if received.get(edge.id, "run") == "run" and edge.source in self.outputs:
+                merged.update(self.outputs[edge.source])
+        return merged
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
+    """Exponential backoff with jitter: half to all of ``backoff_s * 2**(attempt-1)``, capped."""
+    ceiling: float = min(policy.max_backoff_s, policy.backoff_s * (2 ** (attempt - 1)))
+    return ceiling * (0.5 + random.random() / 2)
+
+
+def _now_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _as_json(step_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    """The output as it would arrive over the wire, so in-process and streamed runs see the same values."""
+    try:
+        value: dict[str, Any] = orjson.loads(orjson.dumps(output))
+    except TypeError as exc:
+        raise StepOutputError(f"step '{step_id}' returned a dict that is not JSON-serialisable: {exc}") from None
+    return value
+
+
+async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[Edge, Token]]:
+    """Run ``step`` for ``run`` with its retry, timeout and on_error policy, record its trace entry, and
+    return the token for every path leaving it."""
+    data = run.input_for(step)
+    started = time.time()
+    clock = time.perf_counter()
+    attempts = 0
+    policy = step.retry
+    entry: dict[str, Any] = {"step": step.id, "status": "ok", "attempts": 0, "started_at": _now_iso(started)}
+    while True:
+        attempts += 1
+        deadline = asyncio.timeout(step.timeout_s)
+        try:
+            async with deadline:
+                output = _as_json(step.id, await instance.work(data))
+            break
+        except Exception as exc:
+            if deadline.expired():
+                error_type, message = "TimeoutError", f"step '{step.id}' timed out after {step.timeout_s:g}s"
+            else:
+                error_type, message = type(exc).__name__, str(exc)
+            if attempts < policy.max_attempts and not isinstance(exc, StepOutputError):
+                await asyncio.sleep(backoff_delay(policy, attempts))
+                continue
+            failure = StepFailure(
+                step.id, error_type, message, attempts, "".join(traceback.format_exception(exc)), data
+            )
+            entry.update(
+                status="failed",
+                attempts=attempts,
+                duration_ms=_ms(clock),
+                error={"type": error_type, "message": message},
+            )
+            if step.on_error == "continue":
+                entry["on_error"] = "continue"
+                run.outputs[step.id] = {"status": "failed", "error": {"type": error_type, "message": message}}
+                return await _route(run, step.id, run.outputs[step.id], entry)
+            run.failures.append(failure)
+            run.fail(failure.as_error())
+            return _pass_on(run, step.id, "fail", entry, "step failed")
+    entry.update(attempts=attempts, duration_ms=_ms(clock))
+    run.outputs[step.id] = output
+    return await _route(run, step.id, output, entry)
+
+
+def skip_step(run: RunState, step_id: str, token: Token) -> list[tuple[Edge, Token]]:
+    """A step that does not run (all its paths skipped, or one failed): pass the token on, record why."""
+    reason = "upstream failed" if token == "fail" else "no path to it was taken"
+    entry: dict[str, Any] = {
+        "step": step_id,
+        "status": "skipped",
+        "reason": reason,
+        "attempts": 0,
+        "started_at": None,
+        "duration_ms": 0.0,
+    }
+    return _pass_on(run, step_id, token, entry, reason)
+
+
+def _ms(clock: float) -> float:
+    return round((time.perf_counter() - clock) * 1000, 3)
+
+
+def _pass_on(run: RunState, step_id: str, token: Token, entry: dict[str, Any], why: str) -> list[tuple[Edge, Token]]:
+    edges = run.plan.graph.outgoing[step_id]
+    entry["routes"] = [{"to": e.label, "taken": False, "observed": None, "note": why} for e in edges]
+    run.trace.append(entry)
+    return [(edge, token) for edge in edges]
+
+
+async def _route(
+    run: RunState, step_id: str, output: Mapping[str, Any], entry: dict[str, Any]
+) -> list[tuple[Edge, Token]]:
+    """Evaluate every path leaving the step in file order; every path whose condition holds is taken."""
+    scope = run.scope(output)
+    sends: list[tuple[Edge, Token]] = []
+    routes: list[dict[str, Any]] = []
+    for edge in run.plan.graph.outgoing[step_id]:
+        condition = edge.condition
+        try:
+            seen = await condition.evaluate_async(scope) if condition.is_async else condition.evaluate(scope)
+        except Exception as exc:
+            message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(exc).__name__}: {exc}"
+            run.fail(
+                {
+                    "step": step_id,
+                    "type": "ConditionError",
+                    "message": message,
+                    "attempts": 0,
+                    "traceback": "".join(traceback.format_exception(exc)),
+                }
+            )
+            routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
+            sends.append((edge, "fail"))
+            continue
+        routes.append(_route_entry(edge, seen))
+        if seen.taken and edge.terminal == "end_with_failure":
+            run.fail(
+                {
+                    "step": step_id,
+                    "type": "EndWithFailure",
+                    "attempts": 0,
+                    "traceback": None,
+                    "message": f"the path from '{step_id}' reached end_with_failure",
+                }
+            )
+        sends.append((edge, "run" if seen.taken else "skip"))
+    entry["routes"] = routes
+    run.trace.append(entry)
+    return sends
+
+
+def _route_entry(edge: Edge, seen: Observation) -> dict[str, Any]:
+    route = {"to": edge.label, "taken": seen.taken, "observed": seen.observed}
+    if seen.note:
+        route["note"] = seen.note
+    return route
