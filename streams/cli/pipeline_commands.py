@@ -1,0 +1,152 @@
+"""Commands that need no broker: ``validate``, ``run``, ``graph``, and the in-process ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ia_modules.pipeline.core import Pipeline
+from ia_modules.pipeline.errors import PipelineConfigError, PipelineNotFoundError
+from ia_modules.pipeline.loader import find_pipeline, load_plan, pipeline_files
+
+from ..events_file import parse_event, read_events
+from ..services import ServicesError, build_services
+from ..settings import Settings
+from .output import err, explain_table, json_line, write_stdout
+
+
+class GraphFormat(StrEnum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+def load_pipeline(name: str, settings: Settings) -> Pipeline:
+    """The pipeline at path ``name`` or with id ``name`` in IA_PIPELINES_DIR; exits 2 with the problems."""
+    try:
+        return Pipeline(load_plan(find_pipeline(name, settings.pipelines_dir)))
+    except PipelineNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except PipelineConfigError as exc:
+        for problem in exc.problems:
+            err.print(problem.render(exc.source), markup=False)
+        raise typer.Exit(2) from None
+
+
+def validate(
+    paths: Annotated[list[str], typer.Argument(help="pipeline files, ids, or folders of pipeline files")],
+) -> None:
+    """Check pipeline files: one line per problem as `<file>: <json path>: <what is wrong>`; exit 1 if any."""
+    settings = Settings()
+    files: list[Path] = []
+    invalid = 0
+    checked = 0
+    for name in paths:
+        if Path(name).is_dir():
+            files.extend(pipeline_files(name))
+            continue
+        try:
+            files.append(find_pipeline(name, settings.pipelines_dir))
+        except PipelineNotFoundError as exc:
+            typer.echo(f"{name}: $: {exc}")
+            invalid += 1
+            checked += 1
+    for file in files:
+        checked += 1
+        try:
+            plan = load_plan(file)
+        except (PipelineConfigError, PipelineNotFoundError) as exc:
+            invalid += 1
+            problems = exc.problems if isinstance(exc, PipelineConfigError) else []
+            for problem in problems:
+                typer.echo(problem.render(str(file)))
+            if not problems:
+                typer.echo(f"{file}: $: {exc}")
+            continue
+        err.print(f"[green]ok[/green] {file} ({plan.id}: {len(plan.steps)} steps, {len(plan.model.flow.paths)} paths)")
+    if invalid:
+        err.print(f"[red]{invalid} of {checked} invalid[/red]")
+        raise typer.Exit(1)
+
+
+def run(
+    pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
+    input_json: Annotated[str | None, typer.Option("--input", help="one event as a JSON object")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="JSON-lines file of events; - for stdin")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="print each run's trace as a table on stderr")] = False,
+) -> None:
+    """Run a pipeline in-process: one result record per event on stdout, as a JSON line.
+
+    Exit 0 when every event was run (failed runs included), 1 when some line was not an event."""
+    if (input_json is None) == (events is None):
+        err.print("[red]error:[/red] give exactly one of --input JSON or --events FILE")
+        raise typer.Exit(2)
+    settings = Settings()
+    loaded = load_pipeline(pipeline, settings)
+    single: dict[str, Any] | None = None
+    if input_json is not None:
+        single, problem = parse_event(input_json)
+        if problem:
+            err.print(f"[red]error:[/red] --input: {problem}", markup=True)
+            raise typer.Exit(2)
+    source = None if events is None or str(events) == "-" else events
+    if source is not None and not source.is_file():
+        err.print(f"[red]error:[/red] --events: no file '{source}'")
+        raise typer.Exit(2)
+    skipped = asyncio.run(_run_events(loaded, settings, single, source, explain))
+    if skipped:
+        err.print(f"[yellow]{skipped} line(s) were not events and were not run[/yellow]")
+        raise typer.Exit(1)
+
+
+async def _run_events(
+    pipeline: Pipeline, settings: Settings, single: dict[str, Any] | None, events: Path | None, explain: bool
+) -> int:
+    try:
+        services = await build_services(settings.services)
+    except ServicesError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=False)
+        raise typer.Exit(2) from None
+    skipped = 0
+    label = str(events) if events else "<stdin>"
+    try:
+        if single is not None:
+            await _run_one(pipeline, single, services, explain)
+            return 0
+        async for line in read_events(events):
+            if line.event is None:
+                err.print(f"{label}:{line.line}: {line.problem}", markup=False)
+                skipped += 1
+                continue
+            await _run_one(pipeline, line.event, services, explain)
+    finally:
+        await services.cleanup_all()
+    return skipped
+
+
+async def _run_one(pipeline: Pipeline, event: dict[str, Any], services: Any, explain: bool) -> None:
+    record = (await pipeline.run(event, services)).to_record()
+    await write_stdout(json_line(record))
+    if explain:
+        err.print(explain_table(record))
+
+
+def graph(
+    pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
+    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="mermaid or dot")] = GraphFormat.mermaid,
+) -> None:
+    """Draw the pipeline's flow graph (steps, conditions on the edges) as Mermaid or Graphviz DOT."""
+    from ia_modules.pipeline.diagram import to_dot, to_mermaid
+
+    plan = load_pipeline(pipeline, Settings()).plan
+    typer.echo(to_mermaid(plan) if format is GraphFormat.mermaid else to_dot(plan), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(run)
+    app.command()(graph)

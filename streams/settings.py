@@ -1,0 +1,26 @@
+"""Settings from ``IA_*`` environment variables or a ``.env`` file (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The service's settings; unset broker and database mean the embedded ones."""
+
+    model_config = SettingsConfigDict(env_prefix="IA_", env_file=".env", extra="ignore")
+
+    broker: str | None = Field(None, description="kafka://host:port[,host:port]; unset: the embedded broker")
+    database_url: SecretStr | None = Field(None, description="postgresql://... or sqlite:///...; unset: embedded")
+    pipelines_dir: Path = Field(Path("pipelines"), description="where pipeline files are looked up by id")
+    app_id: str = Field("ia-modules", description="consumer group and internal topic names")
+    topic_prefix: str = Field("ia", description="prefix of every topic: <prefix>.<pipeline>.<stage>")
+    replication_factor: int = Field(1, ge=1)
+    web_port: int = Field(6066, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
+    services: str | None = Field(None, description="module:factory, an async factory returning a ServiceRegistry")
