@@ -214,11 +214,11 @@ def compile_value(value: Any, *, allow_result: bool = False) -> Compiled:
 
 def _compile_string(text: str, allow_result: bool) -> Compiled:
     spans: list[tuple[int, int, str]] = [(m.start(), m.end(), m.group(1)) for m in _DOUBLE.finditer(text)]
+    if "{{" in _DOUBLE.sub("", text):
+        raise TemplateSyntaxError(f"unclosed template in '{text}'")
     if not spans:
         spans = [(m.start(), m.end(), m.group(1)) for m in _SINGLE.finditer(text)]
     if not spans:
-        if "{{" in text:
-            raise TemplateSyntaxError(f"unclosed template in '{text}'")
         return Compiled("constant", text)
     expressions = tuple(parse_expression(inner, allow_result=allow_result) for _, _, inner in spans)
     if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(text):
