@@ -68,8 +68,10 @@ def _ordered(compare: Callable[[Any, Any], bool]) -> Comparison:
 def _member(a: Any, b: Any) -> bool | str:
     if isinstance(b, str):
         return a in b if isinstance(a, str) else f"cannot look for {type(a).__name__} in text"
-    if isinstance(b, list | tuple | dict):
-        return any(_equals(a, item) is True for item in b) if not isinstance(b, dict) else a in b
+    if isinstance(b, list | tuple):
+        return any(_equals(a, item) is True for item in b)
+    if isinstance(b, dict):
+        return a in b if isinstance(a, str) else f"cannot look for {type(a).__name__} among keys"
     return f"'in' needs a list or text as value, got {type(b).__name__}"
 
 
@@ -117,7 +119,7 @@ BINARY_OPERATORS: dict[str, Comparison] = {
 
 
 class CompiledCondition:
-    """A condition ready to evaluate; ``is_async`` when it calls an async function somewhere."""
+    """A condition ready to evaluate; ``is_async`` when it calls a function somewhere (which may be async)."""
 
     is_async: bool = False
 
@@ -212,7 +214,9 @@ class FunctionCall(CompiledCondition):
         self.spec = spec
         self.function = function
         self.args = dict(args)
-        self.is_async = inspect.iscoroutinefunction(function)
+        # Only calling it tells whether a callable returns an awaitable (a decorated coroutine function, an
+        # object with an async __call__), so function conditions are always evaluated with evaluate_async.
+        self.is_async = True
 
     def _context(self, scope: Scope) -> dict[str, Any]:
         return {
