@@ -16,7 +16,7 @@ from .graph import END, Edge, Graph, analyse, build_graph
 from .imports import ImportProblem, import_object
 from .models import PIPELINE_ID_PATTERN, TERMINALS, PipelineConfig, RetryPolicy, StepConfig
 from .step import Step
-from .templates import Compiled, Reference, Scope, TemplateSyntaxError, compile_value, walk
+from .templates import Compiled, Reference, Scope, TemplateSyntaxError, compile_value
 
 _CONDITION_TAGS = frozenset({"always", "expression", "function", "all", "any", "not"})
 
@@ -246,7 +246,7 @@ class _Compiler:
     def _check_reference(self, reference: Reference, where: str, visible: frozenset[str] | None, owner: str) -> bool:
         message = None
         if reference.root == "parameters":
-            if reference.path and walk(self.model.parameters, reference.path[:1]) is None:
+            if reference.path and str(reference.path[0]) not in self.model.parameters:
                 message = f"unknown parameter '{reference.path[0]}'"
         elif reference.root == "step":
             assert reference.step is not None

@@ -25,7 +25,7 @@ Comparison = Callable[[Any, Any], "bool | str"]
 """An operator: True/False, or a text saying why the values cannot be compared (the condition is then false)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """What a condition saw: whether it held, the observed value of its source, and why it failed to compare."""
 
@@ -139,7 +139,7 @@ class CompiledCondition:
 
 class Always(CompiledCondition):
     def evaluate(self, scope: Scope) -> Observation:
-        return Observation(True)
+        return Observation(True, None, None)
 
     def describe(self) -> str:
         return "always"

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler import PipelinePlan, compile_pipeline
-from .graph import END
-from .kernel import RunState, Token, run_step, skip_step
+from .kernel import RunState, Token, deliver_all, run_step, skip_step
 from .loader import load_plan
 from .result import PipelineResult
 from .services import ServiceRegistry, current_execution_id
@@ -106,15 +105,11 @@ class Pipeline:
             sends = await run_step(run, self.plan.steps[step_id], instances[step_id])
         else:
             sends = skip_step(run, step_id, token)
-        ready = []
-        for edge, sent in sends:
-            decision = run.deliver(edge, sent)
-            if decision is not None and edge.target != END:
-                ready.append((edge.target, decision))
-        if len(ready) == 1:
-            await self._visit(run, instances, *ready[0])
-        elif ready:
-            await asyncio.gather(*(self._visit(run, instances, target, t) for target, t in ready))
+        runnable = deliver_all(run, sends)
+        if len(runnable) == 1:
+            await self._visit(run, instances, runnable[0], "run")
+        elif runnable:
+            await asyncio.gather(*(self._visit(run, instances, target, "run") for target in runnable))
 
     def __repr__(self) -> str:
         return f"Pipeline(id={self.plan.id!r}, steps={list(self.plan.steps)})"

@@ -19,6 +19,7 @@ import orjson
 
 from .compiler import PipelinePlan, StepPlan
 from .conditions import Observation
+from .deadline import DeadlineExceeded, run_with_deadline
 from .errors import StepOutputError
 from .graph import END, Edge
 from .models import RetryPolicy
@@ -119,8 +120,16 @@ def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
     return ceiling * (0.5 + random.random() / 2)
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def _now_iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-01-02T03:04:05.678Z``; the part up to the second is cached, as it changes once a second."""
+    global _second_prefix
+    second = int(epoch)
+    if _second_prefix[0] != second:
+        _second_prefix = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_prefix[1]}.{int((epoch - second) * 1000):03d}Z"
 
 
 def _as_json(step_id: str, output: dict[str, Any]) -> dict[str, Any]:
@@ -143,13 +152,11 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
     entry: dict[str, Any] = {"step": step.id, "status": "ok", "attempts": 0, "started_at": _now_iso(started)}
     while True:
         attempts += 1
-        deadline = asyncio.timeout(step.timeout_s)
         try:
-            async with deadline:
-                output = _as_json(step.id, await instance.work(data))
+            output = _as_json(step.id, await run_with_deadline(instance.work(data), step.timeout_s))
             break
         except Exception as exc:
-            if deadline.expired():
+            if isinstance(exc, DeadlineExceeded):
                 error_type, message = "TimeoutError", f"step '{step.id}' timed out after {step.timeout_s:g}s"
             else:
                 error_type, message = type(exc).__name__, str(exc)
@@ -189,6 +196,23 @@ def skip_step(run: RunState, step_id: str, token: Token) -> list[tuple[Edge, Tok
         "duration_ms": 0.0,
     }
     return _pass_on(run, step_id, token, entry, reason)
+
+
+def deliver_all(run: RunState, sends: list[tuple[Edge, Token]]) -> list[str]:
+    """Deliver tokens; skip and fail tokens travel on at once (no task for a branch that does nothing).
+    Returns the steps that are now ready to run."""
+    runnable: list[str] = []
+    pending = list(sends)
+    while pending:
+        edge, token = pending.pop(0)
+        decision = run.deliver(edge, token)
+        if decision is None or edge.target == END:
+            continue
+        if decision == "run":
+            runnable.append(edge.target)
+        else:
+            pending.extend(skip_step(run, edge.target, decision))
+    return runnable
 
 
 def _ms(clock: float) -> float:

@@ -27,7 +27,7 @@ class TemplateSyntaxError(ValueError):
     """A template that cannot be parsed; the message says which part and why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scope:
     """The values templates resolve against: the run's input, the parameters, step outputs so far and,
     for conditions, the output of the step a path leaves."""
