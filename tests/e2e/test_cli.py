@@ -1,0 +1,180 @@
+"""The ``ia-modules`` command as a user runs it: a real process, real files, stdout, stderr and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "ia-modules")
+
+PIPELINE = {
+    "name": "Shout",
+    "version": "1.2",
+    "steps": [
+        {"id": "upper", "step_class": "DataTransformStep", "module": "steps.my_custom_steps",
+         "config": {"transform_type": "uppercase", "field_name": "text"}},
+        {"id": "reverse", "step_class": "DataTransformStep", "module": "steps.my_custom_steps",
+         "config": {"transform_type": "reverse", "field_name": "shout"},
+         "inputs": {"shout": "{{ upper.transformed_text }}"}},
+    ],
+    "flow": {"start_at": "upper", "paths": [
+        {"from": "upper", "to": "reverse", "condition": {"type": "expression", "config": {
+            "source": "result.transformed_text", "operator": "starts_with", "value": "H"}}},
+    ]},
+    "outputs": {"shout": "{{ upper.transformed_text }}", "reversed": "{{ reverse.transformed_text }}"},
+}  # fmt: skip
+
+
+def cli(*args: str, cwd: Path = ROOT, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120, env=None, check=False
+    )
+
+
+@pytest.fixture
+def shout(tmp_path: Path) -> Path:
+    path = tmp_path / "shout.json"
+    path.write_text(json.dumps(PIPELINE))
+    return path
+
+
+def test_validate_accepts_the_shipped_pipelines() -> None:
+    done = cli("validate", "pipelines")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert "custom_processing" in done.stderr
+
+
+def test_validate_prints_one_line_per_problem_with_file_and_json_path(tmp_path: Path, shout: Path) -> None:
+    broken = json.loads(json.dumps(PIPELINE))
+    broken["steps"][1]["inputs"]["shout"] = "{{ uper.transformed_text }}"
+    broken["flow"]["paths"].append({"from": "reverse", "to": "nowhere"})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(broken))
+    done = cli("validate", str(shout), str(bad))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{bad}: flow.paths[1].to: unknown step 'nowhere' (steps or end, end_with_success, end_with_failure)",
+    ] or done.stdout.splitlines() == [
+        f"{bad}: steps[1].inputs.shout: 'uper.transformed_text': unknown step 'uper'",
+        f"{bad}: flow.paths[1].to: unknown step 'nowhere' (steps or end, end_with_success, end_with_failure)",
+    ]
+    assert all(line.startswith(f"{bad}: ") for line in done.stdout.splitlines())
+
+
+def test_validate_reports_invalid_json_with_its_location(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"name": "x",\n  "steps": [}\n')
+    done = cli("validate", str(bad))
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"{bad}: $: invalid JSON at line 2 column")
+
+
+def test_run_with_input_prints_one_result_record(shout: Path) -> None:
+    done = cli("run", str(shout), "--input", '{"text": "hello"}')
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    record = json.loads(line)
+    assert set(record) == {"run_id", "pipeline", "pipeline_version", "status", "outputs", "error", "trace", "input",
+                           "source"}  # fmt: skip
+    assert record["pipeline"] == "shout" and record["pipeline_version"] == "1.2"
+    assert record["status"] == "success" and record["error"] is None and record["source"] is None
+    assert record["outputs"] == {"shout": "HELLO", "reversed": "OLLEH"}
+    assert [t["step"] for t in record["trace"]] == ["upper", "reverse"]
+    assert record["trace"][0]["routes"] == [{"to": "reverse", "taken": True, "observed": "HELLO"}]
+
+
+def test_run_events_runs_every_good_line_and_reports_the_bad_ones(tmp_path: Path, shout: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"text": "hi"}\nnot json\n\n[1, 2]\n{"text": "ok"}\n')
+    done = cli("run", str(shout), "--events", str(events))
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["outputs"] for r in records] == [
+        {"shout": "HI", "reversed": "IH"},
+        {"shout": "OK", "reversed": None},  # "OK" does not start with H: the path is not taken
+    ]
+    assert f"{events}:2: invalid JSON" in done.stderr
+    assert f"{events}:4: an event must be a JSON object, not list" in done.stderr
+
+
+def test_run_reads_events_from_stdin_and_explains_on_stderr(shout: Path) -> None:
+    done = cli("run", str(shout), "--events", "-", "--explain", stdin='{"text": "yo"}\n')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"] == {"shout": "YO", "reversed": None}
+    assert "upper" in done.stderr and "skipped" in done.stderr and '(saw "YO")' in done.stderr
+
+
+def test_run_looks_up_a_pipeline_id_in_the_pipelines_dir() -> None:
+    event = '{"customer_id": "c-1", "text": "The parcel came quickly and the support team answered every question."}'
+    done = cli("run", "custom_processing", "--input", event)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["pipeline"] == "custom_processing" and record["status"] == "success"
+
+
+def test_run_refuses_an_input_that_is_not_an_object(shout: Path) -> None:
+    done = cli("run", str(shout), "--input", "[1]")
+    assert done.returncode == 2
+    assert "--input: an event must be a JSON object, not list" in done.stderr
+    assert done.stdout == ""
+
+
+def test_run_of_an_unknown_pipeline_names_what_exists() -> None:
+    done = cli("run", "no_such_pipeline", "--input", "{}")
+    assert done.returncode == 2
+    assert "no pipeline 'no_such_pipeline' in pipelines" in done.stderr
+    assert "custom_processing" in done.stderr
+
+
+def test_run_uses_the_services_factory_named_by_ia_services(tmp_path: Path, shout: Path) -> None:
+    (tmp_path / "my_services.py").write_text(
+        "from ia_modules.pipeline.services import ServiceRegistry\n"
+        "async def build():\n"
+        "    services = ServiceRegistry()\n"
+        "    services.register('greeting', 'hello from the factory')\n"
+        "    return services\n"
+    )
+    (tmp_path / "greet.py").write_text(
+        "from ia_modules.pipeline.core import Step\n"
+        "class Greet(Step):\n"
+        "    async def run(self, data):\n"
+        "        return {'greeting': self.get_service('greeting'), 'run': self.services.get('execution_id')}\n"
+    )
+    pipeline = tmp_path / "greet.json"
+    pipeline.write_text(json.dumps({"steps": [{"id": "g", "step_class": "Greet", "module": "greet"}],
+                                    "flow": {"start_at": "g"}}))  # fmt: skip
+    done = subprocess.run(
+        [CLI, "run", str(pipeline), "--input", "{}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={**__import__("os").environ, "IA_SERVICES": "my_services:build"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["outputs"] == {"greeting": "hello from the factory", "run": record["run_id"]}
+
+
+def test_graph_draws_mermaid_and_dot(shout: Path) -> None:
+    mermaid = cli("graph", str(shout))
+    assert mermaid.returncode == 0
+    assert mermaid.stdout.startswith("flowchart TD\n")
+    assert "s_upper -->|\"result.transformed_text starts_with 'H'\"| s_reverse" in mermaid.stdout
+    dot = cli("graph", str(shout), "--format", "dot")
+    assert dot.returncode == 0
+    assert dot.stdout.startswith('digraph "shout" {')
+    assert '"s_upper" -> "s_reverse" [label="result.transformed_text starts_with \'H\'"];' in dot.stdout
+
+
+def test_demo_runs_every_shipped_pipeline() -> None:
+    done = cli("demo")
+    assert done.returncode == 0, done.stderr
+    shipped = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
+    assert len(shipped) >= 3
+    for pipeline_id in shipped:
+        assert pipeline_id in done.stdout
+    assert "demo summary" in done.stdout
