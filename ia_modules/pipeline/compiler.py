@@ -94,19 +94,20 @@ class _Compiler:
                 )
             else:
                 self.step_paths[step.id] = f"steps[{index}]"
+        before_wiring = len(self.problems)
         edges = self._edges()
         if model.flow.start_at not in self.step_paths:
             self.problem("flow.start_at", f"unknown step '{model.flow.start_at}'")
-        if self.problems:
-            raise PipelineConfigError(self.source, self.problems)
-        always = Always()
-        graph = build_graph(list(self.step_paths), model.flow.start_at, edges, always)
-        self.problems.extend(analyse(graph, self.step_paths))
-        if self.problems:
-            raise PipelineConfigError(self.source, self.problems)
-        self._check_condition_references(graph)
+        graph = build_graph(list(self.step_paths), model.flow.start_at, edges, Always())
+        if len(self.problems) == before_wiring:  # with a miswired flow, reachability and upstream would mislead
+            flow_problems = analyse(graph, self.step_paths)
+            self.problems.extend(flow_problems)
+            if not flow_problems:
+                self._check_condition_references(graph)
         plans = {}
         for index, step in enumerate(model.steps):
+            if self.step_paths[step.id] != f"steps[{index}]":
+                continue  # a duplicate id, reported above
             plan = self._step_plan(index, step, graph)
             if plan is not None:
                 plans[step.id] = plan
@@ -183,7 +184,7 @@ class _Compiler:
             step.inputs,
             f"{where}.inputs",
             roots=("pipeline_input", "parameters", "step"),
-            visible=graph.upstream[step.id],
+            visible=graph.upstream.get(step.id),
             owner=f"step '{step.id}'",
         )
         if step_class is None or config is None or inputs is None:
