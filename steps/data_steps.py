@@ -122,9 +122,7 @@ class DataCleanerStep(Step):
     def clean(self, text: str) -> tuple[str, dict[str, Any]]:
         """The cleaned text and counts of what changed."""
         normalized = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY)
-        unicode_changes = sum(1 for a, b in zip(text, normalized, strict=False) if a != b) + abs(
-            len(text) - len(normalized)
-        )
+        unicode_changes = sum(1 for char in text if unicodedata.normalize("NFKC", char).translate(_TYPOGRAPHY) != char)
         kept = []
         removed = 0
         for char in normalized:
