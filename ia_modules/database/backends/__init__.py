@@ -1,0 +1,1 @@
+"""The two backends behind DatabaseManager: PostgreSQL (asyncpg) and SQLite (aiosqlite)."""

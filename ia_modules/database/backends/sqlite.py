@@ -1,0 +1,159 @@
+"""SQLite through one aiosqlite connection in autocommit mode, shared under an asyncio lock; transactions are
+explicit ``BEGIN IMMEDIATE`` so that writers in other processes queue on SQLite's own lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import aiosqlite
+
+from ..errors import DatabaseConnectionError, DatabaseError, Secrets, wrap_error
+from ..url import DatabaseURL
+from .base import Backend, Params, Row, Session
+
+_holder: contextvars.ContextVar[SqliteBackend | None] = contextvars.ContextVar("ia_sqlite_holder", default=None)
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of ``script``, split where SQLite itself sees a complete statement, so that a trigger's
+    ``BEGIN ... END;`` body, strings and comments holding ``;`` stay whole."""
+    statements: list[str] = []
+    start = 0
+    end = script.find(";")
+    while end >= 0:
+        chunk = script[start : end + 1]
+        if sqlite3.complete_statement(chunk):
+            statements.append(chunk)
+            start = end + 1
+        end = script.find(";", end + 1)
+    tail = script[start:]
+    if tail.strip():
+        statements.append(tail)
+    return statements
+
+
+class SqliteSession(Session):
+    """Operations on the backend's connection, which this session holds exclusively."""
+
+    def __init__(self, connection: aiosqlite.Connection, secrets: Secrets) -> None:
+        self.connection = connection
+        self._secrets = secrets
+        self._savepoints = 0
+
+    def _fail(self, exc: Exception, sql: str) -> NoReturn:
+        raise wrap_error(exc, self._secrets, sql=sql) from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            async with self.connection.execute(sql, tuple(params)) as cursor:
+                return cursor.rowcount
+        except Exception as exc:
+            self._fail(exc, sql)
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
+        async with self.transaction():
+            try:
+                await self.connection.executemany(sql, [tuple(params) for params in seq_of_params])
+            except Exception as exc:
+                self._fail(exc, sql)
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        try:
+            async with self.connection.execute(sql, tuple(params)) as cursor:
+                row = await cursor.fetchone()
+        except Exception as exc:
+            self._fail(exc, sql)
+        return None if row is None else dict(row)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            async with self.connection.execute(sql, tuple(params)) as cursor:
+                rows = await cursor.fetchall()
+        except Exception as exc:
+            self._fail(exc, sql)
+        return [dict(row) for row in rows]
+
+    async def execute_script(self, script: str) -> None:
+        # Not executescript(): it commits any open transaction first, so a file could not run in ours.
+        async with self.transaction():
+            for statement in split_statements(script):
+                await self.execute(statement)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        rollback: tuple[str, ...]
+        if self.connection.in_transaction:
+            self._savepoints += 1
+            name = f"ia_sp_{self._savepoints}"
+            begin, commit, rollback = f"SAVEPOINT {name}", f"RELEASE {name}", (f"ROLLBACK TO {name}", f"RELEASE {name}")
+        else:
+            begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)
+        await self.execute(begin)
+        try:
+            yield self
+        except BaseException:
+            for statement in rollback:
+                try:
+                    await self.execute(statement)
+                except DatabaseError:
+                    break
+            raise
+        await self.execute(commit)
+
+
+class SqliteBackend(Backend):
+    """One aiosqlite connection to ``url``'s file (or memory)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: DatabaseURL, *, timeout: float = 30.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self.connection: aiosqlite.Connection | None = None
+
+    async def connect(self) -> None:
+        path = self._url.sqlite_path or ":memory:"
+        try:
+            if path != ":memory:":
+                await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(path, isolation_level=None, timeout=self._timeout)
+        except Exception as exc:
+            raise wrap_error(exc, Secrets(), action=f"opening {self._url.redacted}") from exc
+        connection.row_factory = sqlite3.Row
+        await connection.execute("PRAGMA foreign_keys = ON")
+        if path != ":memory:":
+            await connection.execute("PRAGMA journal_mode = WAL")
+        self.connection = connection
+
+    async def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            async with self._lock:
+                await connection.close()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        if _holder.get() is self:
+            raise DatabaseError(
+                "this SQLite database is already in use by this task (inside transaction()?): "
+                "run the statement on the transaction's session instead"
+            )
+        async with self._lock:
+            if self.connection is None:
+                raise DatabaseConnectionError("not connected: call connect() first, or the manager was closed")
+            token = _holder.set(self)
+            try:
+                yield SqliteSession(self.connection, self._url.secrets)
+            finally:
+                _holder.reset(token)
+
+    def migration_session(self) -> AbstractAsyncContextManager[Session]:
+        """The connection for the whole run; each file's ``BEGIN IMMEDIATE`` makes other processes wait."""
+        return self.session()
