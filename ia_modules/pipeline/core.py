@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler import PipelinePlan, compile_pipeline
-from .kernel import RunState, Token, deliver_all, run_step, skip_step
+from .kernel import RunState, Token, as_json_object, deliver_all, run_step, skip_step
 from .loader import load_plan
 from .result import PipelineResult
 from .services import ServiceRegistry, current_execution_id
@@ -77,10 +77,11 @@ class Pipeline:
         source: dict[str, Any] | None = None,
     ) -> PipelineResult:
         """Execute one run: every path whose condition holds is taken, branches run concurrently, joins wait
-        for all their paths. Step failures never raise here: they end in the result's status and error."""
+        for all their paths. Step failures never raise here: they end in the result's status and error.
+        The run works on a JSON copy of ``input_data``, as a streamed run would, so steps cannot change it."""
         if not isinstance(input_data, dict):
             raise TypeError(f"pipeline input must be a JSON object (dict), not {type(input_data).__name__}")
-        run = RunState(self.plan, run_id or str(uuid.uuid4()), input_data)
+        run = RunState(self.plan, run_id or str(uuid.uuid4()), as_json_object(input_data))
         instances = self.steps_for(services)
         reset = current_execution_id.set(run.run_id)
         try:
@@ -95,7 +96,7 @@ class Pipeline:
             outputs=run.final_outputs(),
             error=run.error,
             trace=run.trace,
-            input=input_data,
+            input=run.pipeline_input,
             step_outputs=run.outputs,
             source=source,
         )

@@ -26,6 +26,11 @@ class PipelineConfigError(ValueError):
         super().__init__("\n".join(p.render(source) for p in self.problems))
 
 
+class PermanentStepError(Exception):
+    """Raise it (or a subclass) from a step for a failure that retrying cannot fix, such as an invalid record:
+    the step fails at once, whatever its retry policy."""
+
+
 class StepOutputError(TypeError):
     """A step returned something other than a JSON-serialisable dict."""
 

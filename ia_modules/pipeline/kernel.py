@@ -20,7 +20,7 @@ import orjson
 from .compiler import PipelinePlan, StepPlan
 from .conditions import Observation
 from .deadline import DeadlineExceeded, run_with_deadline
-from .errors import StepOutputError
+from .errors import PermanentStepError, StepOutputError
 from .graph import END, Edge
 from .models import RetryPolicy
 from .step import Step
@@ -135,10 +135,15 @@ def _now_iso(epoch: float) -> str:
 def _as_json(step_id: str, output: dict[str, Any]) -> dict[str, Any]:
     """The output as it would arrive over the wire, so in-process and streamed runs see the same values."""
     try:
-        value: dict[str, Any] = orjson.loads(orjson.dumps(output))
+        return as_json_object(output)
     except TypeError as exc:
         raise StepOutputError(f"step '{step_id}' returned a dict that is not JSON-serialisable: {exc}") from None
-    return value
+
+
+def as_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``value`` through JSON; TypeError when it holds something JSON cannot carry."""
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(value))
+    return copied
 
 
 async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[Edge, Token]]:
@@ -160,7 +165,7 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
                 error_type, message = "TimeoutError", f"step '{step.id}' timed out after {step.timeout_s:g}s"
             else:
                 error_type, message = type(exc).__name__, str(exc)
-            if attempts < policy.max_attempts and not isinstance(exc, StepOutputError):
+            if attempts < policy.max_attempts and not isinstance(exc, StepOutputError | PermanentStepError):
                 await asyncio.sleep(backoff_delay(policy, attempts))
                 continue
             failure = StepFailure(
