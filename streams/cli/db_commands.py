@@ -1,0 +1,85 @@
+"""Database commands: ``migrate`` applies the pending migrations on IA_DATABASE_URL (or the embedded server)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ia_modules.database import DatabaseError, DatabaseManager, MigrationReport
+
+from ..embedded_db import EmbeddedPostgresUnavailable, database_url
+from ..settings import Settings
+from .output import err, json_line, write_stdout
+
+
+def register(app: typer.Typer) -> None:
+    """Add the database commands to the ``ia-modules`` app."""
+    app.command()(migrate)
+
+
+def _report_table(report: MigrationReport) -> Table:
+    table = Table(title="applied migrations", title_justify="left")
+    for column in ("scope", "version", "file", "ms"):
+        table.add_column(column)
+    for applied in report.applied:
+        table.add_row(applied.scope, str(applied.version), str(applied.path), f"{applied.execution_ms:.1f}")
+    return table
+
+
+def _report_json(report: MigrationReport, url: str) -> dict[str, Any]:
+    return {
+        "database": url,
+        "applied": [
+            {"scope": a.scope, "version": a.version, "name": a.name, "path": str(a.path), "ms": a.execution_ms}
+            for a in report.applied
+        ],
+        "already_applied": report.already_applied,
+    }
+
+
+async def _migrate(paths: list[Path], as_json: bool) -> None:
+    async with database_url(Settings()) as (url, embedded):
+        manager = DatabaseManager(url)
+        where = manager.url + (" (embedded)" if embedded else "")
+        err.print(f"database: {escape(where)}", markup=True)
+        try:
+            report = await manager.migrate(paths)
+        finally:
+            await manager.close()
+    if as_json:
+        await write_stdout(json_line(_report_json(report, manager.url)))
+    if report.applied:
+        err.print(_report_table(report))
+        err.print(
+            f"[green]applied {len(report.applied)} migration(s)[/green]; {report.already_applied} already applied"
+        )
+    else:
+        err.print(f"nothing to apply: {report.already_applied} migration(s) already applied")
+
+
+def migrate(
+    path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--path",
+            metavar="DIR",
+            help="an app's migration directory (repeatable), applied after the project's migrations/",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="also print the report as one JSON line on stdout")] = False,
+) -> None:
+    """Apply the pending V<n>__<name>.sql migrations on IA_DATABASE_URL (unset: the embedded PostgreSQL in
+    .ia/pg) and print what was applied; exit 1 naming the file when one fails or was changed."""
+    try:
+        asyncio.run(_migrate(path or [], as_json))
+    except (DatabaseError, EmbeddedPostgresUnavailable) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
