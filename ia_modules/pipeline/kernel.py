@@ -85,7 +85,8 @@ class RunState:
         return "fail" if "fail" in values else "run" if "run" in values else "skip"
 
     def input_for(self, step: StepPlan) -> dict[str, Any]:
-        """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``."""
+        """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
+        as a copy of its own: a step that changes its data changes nothing the run keeps."""
         data = dict(self.pipeline_input)
         incoming = self.plan.graph.incoming[step.id]
         received = self.tokens.get(step.id)
@@ -96,7 +97,7 @@ class RunState:
                     data.update(output)
         if not step.inputs.is_constant or step.inputs.value:
             data.update(step.inputs.resolve(self.scope()))
-        return data
+        return as_json_object(data)
 
     @property
     def status(self) -> str:

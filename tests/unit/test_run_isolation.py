@@ -54,3 +54,24 @@ async def test_a_permanent_error_fails_the_step_at_once_despite_its_retry_policy
         "record 7 has no amount",
         1,
     )
+
+
+class ListMaker(Step):
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"items": [1]}
+
+
+async def test_a_step_changing_an_upstream_output_does_not_change_what_the_run_keeps() -> None:
+    flow = Pipeline.from_dict(
+        {
+            "steps": [
+                {"id": "a", "step_class": "ListMaker", "module": __name__},
+                {"id": "b", "step_class": "MutatesInput", "module": __name__},
+            ],
+            "flow": {"start_at": "a", "paths": [{"from": "a", "to": "b"}]},
+            "outputs": {"kept": "{{ a.items }}", "seen_by_b": "{{ b.count }}"},
+        }
+    )
+    result = await flow.run({})
+    assert result.outputs == {"kept": [1], "seen_by_b": 2}
+    assert result["a"] == {"items": [1]}
