@@ -132,7 +132,8 @@ def parse_reference(text: str, *, allow_result: bool = False) -> Reference:
 
 
 def _segment(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
+    """A list index when the segment is a number written plainly (``0``, ``12``); else a key (``007``)."""
+    return int(text) if text.isdigit() and str(int(text)) == text else text
 
 
 def parse_expression(text: str, *, allow_result: bool = False) -> Expression:

@@ -87,6 +87,14 @@ def test_a_digit_key_of_an_object_is_found_by_name() -> None:
     assert resolve("{{ pipeline_input.by_year.2024 }}", scope) == "yes"
 
 
+def test_a_key_with_leading_zeros_is_a_key_not_an_index() -> None:
+    scope = Scope({"codes": {"007": "bond", "00": "zeros", "7": "seven"}, "list": ["a", "b"]}, {}, {})
+    assert resolve("{{ pipeline_input.codes.007 }}", scope) == "bond"
+    assert resolve("{{ pipeline_input.codes.00 }}", scope) == "zeros"
+    assert resolve("{{ pipeline_input.codes.7 }}", scope) == "seven"
+    assert resolve("{{ pipeline_input.list.01 }}", scope) is None
+
+
 # -- steps.<s>.result / .output --------------------------------------------------------------------------------------
 
 
