@@ -116,6 +116,20 @@ class CountingStep(Step):
         return dict(self.config.get("output", {}))
 
 
+class TupleStep(Step):
+    """Returns a tuple inside its dict: JSON turns it into a list."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"t": (1, 2)}
+
+
+class ServiceUserStep(Step):
+    """Reports the services it reaches through the guide's helpers."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"db": self.get_db(), "http": self.get_http(), "cache": self.get_service("cache")}
+
+
 class BrokenInitStep(Step):
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         raise RuntimeError("cannot build")
