@@ -100,10 +100,8 @@ class _Compiler:
             self.problem("flow.start_at", f"unknown step '{model.flow.start_at}'")
         graph = build_graph(list(self.step_paths), model.flow.start_at, edges, Always())
         if len(self.problems) == before_wiring:  # with a miswired flow, reachability and upstream would mislead
-            flow_problems = analyse(graph, self.step_paths)
-            self.problems.extend(flow_problems)
-            if not flow_problems:
-                self._check_condition_references(graph)
+            self.problems.extend(analyse(graph, self.step_paths))
+        self._check_condition_references(graph)
         plans = {}
         for index, step in enumerate(model.steps):
             if self.step_paths[step.id] != f"steps[{index}]":
@@ -168,10 +166,12 @@ class _Compiler:
         return edges
 
     def _check_condition_references(self, graph: Graph) -> None:
+        """Steps and parameters named by conditions; whether a step is upstream only once the flow is sound."""
         for edge in graph.edges:
             if edge.index < 0:
                 continue
-            visible = graph.upstream[edge.source] | {edge.source}
+            upstream = graph.upstream.get(edge.source)
+            visible = None if upstream is None else upstream | {edge.source}
             where = f"flow.paths[{edge.index}].condition"
             for reference in edge.condition.references():
                 self._check_reference(reference, where, visible, f"path from '{edge.source}'")

@@ -651,3 +651,39 @@ def test_from_dict_reports_the_given_source() -> None:
         str(caught.value)
         == "inline: steps[1].inputs.x: 'formatter.v': step 'formatter' is not upstream of step 'scorer'"
     )
+
+
+def miswired_with_other_problems() -> dict[str, Any]:
+    config = chain("a", "b", "c")
+    config["steps"][0]["config"] = {"v": "{{ parameters.nope }}"}
+    config["steps"][1]["step_class"] = "NotAStep"
+    config["steps"][1]["inputs"] = {"x": "{{ ghost.v }}"}
+    config["steps"][2]["module"] = "tests.unit.nowhere"
+    config["flow"]["paths"][1]["condition"] = expr("result.x", ">", "{{ parameters.limit }}")
+    config["outputs"] = {"o": "{{ phantom.v }}"}
+    return config
+
+
+OTHER_PROBLEMS = [
+    "flow.paths[1].condition: 'parameters.limit': unknown parameter 'limit'",
+    "steps[0].config.v: 'parameters.nope': unknown parameter 'nope'",
+    "steps[1].step_class: 'tests.unit.sample_steps.NotAStep' is not a Step subclass",
+    "steps[1].inputs.x: 'ghost.v': unknown step 'ghost'",
+    "steps[2].module: cannot import module 'tests.unit.nowhere': No module named 'tests.unit.nowhere'",
+    "outputs.o: 'phantom.v': unknown step 'phantom'",
+]
+
+
+def test_a_miswired_flow_does_not_hide_the_other_problems(tmp_path: Path) -> None:
+    config = miswired_with_other_problems()
+    config["flow"]["paths"].append(path("a", "bb"))
+    assert problems(tmp_path, config) == [
+        "flow.paths[2].to: unknown step 'bb' (steps or end, end_with_success, end_with_failure)",
+        *OTHER_PROBLEMS,
+    ]
+
+
+def test_a_cycle_does_not_hide_the_other_problems(tmp_path: Path) -> None:
+    config = miswired_with_other_problems()
+    config["flow"]["paths"].append(path("c", "a"))
+    assert problems(tmp_path, config) == ["flow.paths: cycle: a -> b -> c -> a", *OTHER_PROBLEMS]
