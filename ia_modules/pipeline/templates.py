@@ -136,10 +136,41 @@ def _segment(text: str) -> str | int:
     return int(text) if text.isdigit() and str(int(text)) == text else text
 
 
+def _parses(text: str) -> bool:
+    try:
+        parse_expression(text)
+    except TemplateSyntaxError:
+        return False
+    return True
+
+
+def _alternatives(text: str) -> list[str]:
+    """Split on ``||`` outside quoted literals."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif text.startswith("||", index):
+            parts.append("".join(current))
+            current = []
+            index += 2
+            continue
+        current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return parts
+
+
 def parse_expression(text: str, *, allow_result: bool = False) -> Expression:
     """Parse the inside of a template: references and literals joined by ``||``."""
     alternatives: list[Reference | LiteralValue] = []
-    for part in (p.strip() for p in text.split("||")):
+    for part in (p.strip() for p in _alternatives(text)):
         if not part:
             raise TemplateSyntaxError(f"'{text.strip()}': empty alternative")
         alternatives.append(_literal(part) or parse_reference(part, allow_result=allow_result))
@@ -217,8 +248,8 @@ def _compile_string(text: str, allow_result: bool) -> Compiled:
     spans: list[tuple[int, int, str]] = [(m.start(), m.end(), m.group(1)) for m in _DOUBLE.finditer(text)]
     if "{{" in _DOUBLE.sub("", text):
         raise TemplateSyntaxError(f"unclosed template in '{text}'")
-    if not spans:
-        spans = [(m.start(), m.end(), m.group(1)) for m in _SINGLE.finditer(text)]
+    if not spans:  # the single-brace form counts only where it parses; other braces are plain text
+        spans = [(m.start(), m.end(), m.group(1)) for m in _SINGLE.finditer(text) if _parses(m.group(1))]
     if not spans:
         return Compiled("constant", text)
     expressions = tuple(parse_expression(inner, allow_result=allow_result) for _, _, inner in spans)

@@ -449,3 +449,17 @@ def test_resolver_reports_syntax_errors() -> None:
         TemplateParameterResolver.resolve_parameters({"a": "{{ parameters. }}"}, GUIDE_CONTEXT)
     with pytest.raises(TemplateSyntaxError):
         TemplateParameterResolver.extract_template_parameters({"a": "{{ parameters.p"})
+
+
+def test_a_quoted_literal_fallback_may_contain_the_fallback_operator() -> None:
+    from ia_modules.pipeline.templates import Scope, compile_value
+
+    assert compile_value("{{ pipeline_input.x || 'a || b' }}").resolve(Scope({}, {}, {})) == "a || b"
+
+
+def test_single_brace_text_that_is_not_a_reference_stays_literal() -> None:
+    from ia_modules.pipeline.templates import Scope, compile_value
+
+    scope = Scope({}, {}, {"s": {"f": 1}})
+    assert compile_value("{steps are good}").resolve(scope) == "{steps are good}"
+    assert compile_value("{steps.s.f} and {parameters of life}").resolve(scope) == "1 and {parameters of life}"
