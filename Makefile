@@ -31,7 +31,13 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck
+# The real Apache Kafka the integration tests run against: jars from Maven Central, fetched once.
+tests/kafka/lib/.fetched: tests/kafka/pom.xml
+	rm -rf tests/kafka/lib
+	cd tests/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib
+	touch $@
+
+test: lint typecheck tests/kafka/lib/.fetched
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
