@@ -1,0 +1,109 @@
+"""The envelope: what travels between stages of a run, and how it is encoded (orjson).
+
+It carries the run's identity and partition key, the input, the step outputs still read downstream, the trace
+so far, the first error, the step to resume at and, for a join that fired, which of its paths were taken.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from ia_modules.pipeline.kernel import Token
+
+ENVELOPE_VERSION = 1
+
+#: Fixed for all time: run ids must stay the same for the same record across versions and restarts.
+RUN_ID_NAMESPACE = uuid.UUID("6f1c7a52-3b8e-5d0a-9c4e-2a7b1e9d4f60")
+
+
+def run_id_for(cluster_id: str, topic: str, partition: int, offset: int) -> str:
+    """The run id of the input record at ``topic``/``partition``/``offset`` on the cluster ``cluster_id``."""
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, f"{cluster_id}:{topic}:{partition}:{offset}"))
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: the same for every topic of a
+    pipeline, so all messages of a run, and its join state, stay on one partition."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+class EnvelopeError(ValueError):
+    """A stage topic carried something that is not an envelope of this pipeline."""
+
+
+@dataclass
+class Envelope:
+    """One run in flight between stages."""
+
+    run_id: str
+    pipeline: str
+    version: str
+    key: str
+    input: dict[str, Any]
+    resume_at: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    join_tokens: dict[int, Token] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
+    started_ms: int = 0
+    replay: int = 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": ENVELOPE_VERSION,
+                "run_id": self.run_id,
+                "pipeline": self.pipeline,
+                "version": self.version,
+                "key": self.key,
+                "input": self.input,
+                "resume_at": self.resume_at,
+                "outputs": self.outputs,
+                "trace": self.trace,
+                "error": self.error,
+                "join_tokens": self.join_tokens,
+                "source": self.source,
+                "started_ms": self.started_ms,
+                "replay": self.replay,
+            },
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | None, pipeline: str) -> Envelope:
+        """Parse an envelope of ``pipeline``; EnvelopeError says what is wrong with anything else."""
+        if raw is None:
+            raise EnvelopeError("empty message")
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EnvelopeError(f"not JSON: {exc}") from None
+        if not isinstance(value, dict) or value.get("v") != ENVELOPE_VERSION:
+            raise EnvelopeError(f"not an envelope of version {ENVELOPE_VERSION}")
+        if value.get("pipeline") != pipeline:
+            raise EnvelopeError(f"an envelope of pipeline {value.get('pipeline')!r}, not {pipeline!r}")
+        try:
+            return cls(
+                run_id=value["run_id"],
+                pipeline=value["pipeline"],
+                version=value["version"],
+                key=value["key"],
+                input=value["input"],
+                resume_at=value["resume_at"],
+                outputs=value.get("outputs") or {},
+                trace=value.get("trace") or [],
+                error=value.get("error"),
+                join_tokens={int(k): v for k, v in (value.get("join_tokens") or {}).items()},
+                source=value.get("source"),
+                started_ms=value.get("started_ms") or 0,
+                replay=value.get("replay") or 0,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"malformed envelope: {type(exc).__name__}: {exc}") from None

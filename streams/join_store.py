@@ -1,0 +1,164 @@
+"""Join state: tokens a join (a step with several incoming paths, or the end node) has received for a run.
+
+The store is plain memory per partition; every change is also written, as an emission the worker produces, to
+the pipeline's compacted changelog topic, from which a worker that takes over a partition rebuilds it. The
+store does no I/O itself. Writes come in two kinds so that a fired join is never lost in a crash:
+partial states go out with the batch that delivered them, but the marker that a join fired goes out only
+after what it fired downstream has been acknowledged (``take_fired_writes``), so a crash in between fires it
+again (a duplicate with the same run id) instead of never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ia_modules.pipeline.kernel import Token
+
+from .emission import Emission
+
+
+@dataclass
+class JoinEntry:
+    """What one join of one run has received so far, with the state its branches carried."""
+
+    tokens: dict[int, Token]
+    outputs: dict[str, Any]
+    trace: dict[str, dict[str, Any]]
+    error: dict[str, Any] | None
+    created_ms: int
+    fired: bool = False
+    run: dict[str, Any] = field(default_factory=dict)
+    """The run's identity as the envelope carried it (key, input, source, started_ms), to resume it from here."""
+
+    def merge(self, outputs: dict[str, Any], trace: list[dict[str, Any]], error: dict[str, Any] | None) -> None:
+        self.outputs.update(outputs)
+        for entry in trace:
+            self.trace.setdefault(entry["step"], entry)
+        if self.error is None:
+            self.error = error
+
+    def decision(self) -> Token:
+        """Dead-path elimination: fail if any path failed, run if any ran, else skip."""
+        values = self.tokens.values()
+        return "fail" if "fail" in values else "run" if "run" in values else "skip"
+
+    def encode(self) -> bytes:
+        if self.fired:
+            return orjson.dumps({"fired": True, "created_ms": self.created_ms})
+        return orjson.dumps(
+            {
+                "tokens": self.tokens,
+                "outputs": self.outputs,
+                "trace": list(self.trace.values()),
+                "error": self.error,
+                "created_ms": self.created_ms,
+                "run": self.run,
+            },
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JoinEntry:
+        value = orjson.loads(raw)
+        if value.get("fired"):
+            return cls({}, {}, {}, None, value["created_ms"], fired=True)
+        return cls(
+            tokens={int(k): v for k, v in value["tokens"].items()},
+            outputs=value["outputs"],
+            trace={entry["step"]: entry for entry in value["trace"]},
+            error=value["error"],
+            created_ms=value["created_ms"],
+            run=value.get("run") or {},
+        )
+
+
+def join_key(run_id: str, replay: int, node: str) -> str:
+    """The changelog key of a join: a replayed run (``replay`` > 0) joins afresh."""
+    return f"{run_id}|{replay}|{node}"
+
+
+@dataclass
+class JoinStore:
+    """The join state of one pipeline on this worker, by partition."""
+
+    topic: str
+    expected: dict[str, int]
+    partitions: dict[int, dict[str, JoinEntry]] = field(default_factory=dict)
+    _partial_writes: list[Emission] = field(default_factory=list)
+    _fired_writes: list[Emission] = field(default_factory=list)
+
+    def deliver(
+        self,
+        partition: int,
+        key: str,
+        node: str,
+        edge_id: int,
+        token: Token,
+        fragment: tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None],
+        now_ms: int,
+        run: dict[str, Any],
+    ) -> JoinEntry | None:
+        """Record ``token`` on path ``edge_id``; the entry once every path has delivered (once only: a token
+        that arrives again after the join fired, as after a crash, is ignored)."""
+        entries = self.partitions.setdefault(partition, {})
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = JoinEntry({}, {}, {}, None, now_ms, run=run)
+        if entry.fired:
+            return None
+        entry.tokens[edge_id] = token
+        entry.merge(*fragment)
+        if len(entry.tokens) < self.expected[node]:
+            self._partial_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+            return None
+        return self.fire(partition, key, entry)
+
+    def fire(self, partition: int, key: str, entry: JoinEntry) -> JoinEntry:
+        """Mark the join fired; its marker is written once what it fired is durable."""
+        entry.fired = True
+        self._fired_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+        return entry
+
+    def take_partial_writes(self) -> list[Emission]:
+        writes, self._partial_writes = self._partial_writes, []
+        return writes
+
+    def take_fired_writes(self) -> list[Emission]:
+        writes, self._fired_writes = self._fired_writes, []
+        return writes
+
+    def apply(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Replay one changelog record (restore); a null value deletes."""
+        entries = self.partitions.setdefault(partition, {})
+        if value is None:
+            entries.pop(key.decode(), None)
+        else:
+            entries[key.decode()] = JoinEntry.decode(value)
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition this worker no longer owns."""
+        self.partitions.pop(partition, None)
+
+    def waiting_since(self, older_than_ms: int) -> Iterator[tuple[int, str, JoinEntry]]:
+        """Joins still waiting that were created before ``older_than_ms``."""
+        for partition, entries in self.partitions.items():
+            for key, entry in list(entries.items()):
+                if not entry.fired and entry.created_ms <= older_than_ms:
+                    yield partition, key, entry
+
+    def purge_fired(self, older_than_ms: int) -> list[Emission]:
+        """Delete fired markers older than ``older_than_ms`` (tombstones for the changelog)."""
+        tombstones = []
+        for partition, entries in self.partitions.items():
+            for key, entry in list(entries.items()):
+                if entry.fired and entry.created_ms < older_than_ms:
+                    del entries[key]
+                    tombstones.append(Emission(self.topic, partition, key.encode(), None))
+        return tombstones
+
+    def waiting(self) -> int:
+        return sum(1 for entries in self.partitions.values() for e in entries.values() if not e.fired)

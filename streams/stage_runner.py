@@ -1,0 +1,365 @@
+"""Running a pipeline's stages for records: the kernel, driven one stage at a time.
+
+``StageRunner.on_input`` turns an input record into a run and executes the start stage; ``on_envelope``
+executes the stage an envelope resumes at. Both return the records to produce (envelopes for the next stages,
+the result record, dead letters) and never raise for bad data: that becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ia_modules.pipeline.compiler import PipelinePlan
+from ia_modules.pipeline.graph import END
+from ia_modules.pipeline.kernel import RunState, StepFailure, Token, run_step, skip_step
+from ia_modules.pipeline.services import current_execution_id
+from ia_modules.pipeline.step import Step
+from ia_modules.pipeline.templates import Scope, render_text
+
+from .emission import Emission
+from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
+from .join_store import JoinEntry, JoinStore, join_key
+from .topology import Topology
+
+#: Errors that end a run without a step failing for good; their dead letter is written when the run ends.
+RUN_LEVEL_ERRORS = frozenset({"EndWithFailure", "ConditionError", "JoinTimeout"})
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """The parts of a consumed record a stage needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StageRunner:
+    """Executes the stages of one pipeline on this worker."""
+
+    def __init__(
+        self,
+        plan: PipelinePlan,
+        topology: Topology,
+        steps: dict[str, Step],
+        store: JoinStore,
+        cluster_id: str,
+    ) -> None:
+        self.plan = plan
+        self.topology = topology
+        self.steps = steps
+        self.store = store
+        self.cluster_id = cluster_id
+
+    # -- entry points ---------------------------------------------------------------------------------------
+
+    async def on_input(self, record: InputRecord) -> list[Emission]:
+        """A new event: decode it, give it its run id and partition key, and run the start stage (or, when it
+        arrived on another partition than its key maps to, forward it to the start stage's own topic first)."""
+        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+        source = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp_ms,
+        }
+        event, problem = _decode_event(record.value)
+        if event is None:
+            return [self._bad_input_letter(run_id, record, source, problem or "")]
+        key = self._partition_key(event, record.key, run_id)
+        envelope = Envelope(
+            run_id=run_id,
+            pipeline=self.plan.id,
+            version=self.plan.version,
+            key=key,
+            input=event,
+            resume_at=self.plan.graph.start,
+            source=source,
+            started_ms=record.timestamp_ms or _now_ms(),
+        )
+        partition = partition_for(key.encode(), self.topology.partitions)
+        if partition != record.partition or record.topic not in self.topology.input_topics:
+            return [self._envelope_to(self.topology.start.topic, envelope, partition)]
+        return await self.execute(envelope, partition)
+
+    async def on_envelope(self, record: InputRecord) -> list[Emission]:
+        """An envelope on a stage topic: run the stage from the step it resumes at."""
+        try:
+            envelope = Envelope.decode(record.value, self.plan.id)
+            if envelope.resume_at not in self.plan.steps:
+                raise EnvelopeError(f"resume_at names no step of {self.plan.id}: {envelope.resume_at!r}")
+        except EnvelopeError as exc:
+            run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+            source = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                      "timestamp": record.timestamp_ms}  # fmt: skip
+            return [self._bad_input_letter(run_id, record, source, f"not an envelope: {exc}")]
+        return await self.execute(envelope, record.partition)
+
+    # -- execution --------------------------------------------------------------------------------------------
+
+    async def execute(self, envelope: Envelope, partition: int) -> list[Emission]:
+        """Run the envelope's stage; skips and failures travel on at once, even into other stages."""
+        run = RunState(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs), {}, list(envelope.trace))
+        run.error = envelope.error
+        if envelope.join_tokens:
+            run.tokens[envelope.resume_at] = dict(envelope.join_tokens)
+        return await self._drive(run, envelope, partition, [(envelope.resume_at, "run")])
+
+    async def _drive(
+        self, run: RunState, envelope: Envelope, partition: int, start: list[tuple[str, Token]]
+    ) -> list[Emission]:
+        """Run steps from ``start`` until every branch has left this stage: a run token for a step of this
+        stage runs it here, one for another stage becomes an envelope on that stage's topic, skips and fails
+        travel on at once, and a join first collects its paths in the join store."""
+        stage = self.topology.stage_of.get(start[0][0])
+        emissions: list[Emission] = []
+        pending: deque[tuple[str, Token]] = deque(start)
+        reset = current_execution_id.set(run.run_id)
+        try:
+            while pending:
+                step_id, token = pending.popleft()
+                if token == "run":
+                    failures_before = len(run.failures)
+                    sends = await run_step(run, self.plan.steps[step_id], self.steps[step_id])
+                    for failure in run.failures[failures_before:]:
+                        emissions.append(self._step_letter(run, envelope, failure, partition))
+                else:
+                    sends = skip_step(run, step_id, token)
+                for edge, sent in sends:
+                    target, decided = edge.target, sent
+                    if target in self.topology.joins:
+                        entry = self.store.deliver(
+                            partition,
+                            join_key(run.run_id, envelope.replay, target),
+                            target,
+                            edge.id,
+                            sent,
+                            self._fragment(run, target),
+                            _now_ms(),
+                            _run_identity(envelope),
+                        )
+                        if entry is None:
+                            continue
+                        decided = self._take_join(run, target, entry)
+                    if target == END:
+                        emissions.extend(self.finish(run, envelope, partition))
+                    elif decided != "run":
+                        pending.append((target, decided))
+                    elif self.topology.stage_of[target] == stage and target not in self.topology.joins:
+                        pending.append((target, "run"))
+                    else:
+                        emissions.append(self._next_stage(run, envelope, target, partition))
+        finally:
+            current_execution_id.reset(reset)
+        return emissions
+
+    @staticmethod
+    def _take_join(run: RunState, node: str, entry: JoinEntry) -> Token:
+        """Continue the run with what every branch brought to the join; its decision."""
+        run.outputs.update(entry.outputs)
+        run.trace = list(entry.trace.values())
+        run.error = run.error or entry.error
+        run.tokens[node] = dict(entry.tokens)
+        return entry.decision()
+
+    def _fragment(self, run: RunState, node: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+        needed = self.topology.needed_outputs[node if node == END else self.topology.stage_of[node]]
+        return {s: o for s, o in run.outputs.items() if s in needed}, run.trace, run.error
+
+    def _next_stage(self, run: RunState, envelope: Envelope, target: str, partition: int) -> Emission:
+        needed = self.topology.needed_outputs[self.topology.stage_of[target]]
+        forward = Envelope(
+            run_id=run.run_id,
+            pipeline=self.plan.id,
+            version=self.plan.version,
+            key=envelope.key,
+            input=run.pipeline_input,
+            resume_at=target,
+            outputs={s: o for s, o in run.outputs.items() if s in needed},
+            trace=list(run.trace),
+            error=run.error,
+            join_tokens=dict(run.tokens.get(target, {})),
+            source=envelope.source,
+            started_ms=envelope.started_ms,
+            replay=envelope.replay,
+        )
+        return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
+
+    def _envelope_to(self, topic: str, envelope: Envelope, partition: int) -> Emission:
+        return Emission(topic, partition, envelope.key.encode(), envelope.encode(),
+                        (("ia-run-id", envelope.run_id.encode()),))  # fmt: skip
+
+    def finish(self, run: RunState, envelope: Envelope, partition: int) -> list[Emission]:
+        """The end node: the result record on the output topic, and a dead letter for a run that failed
+        without a step failing for good (that one was written when the step failed)."""
+        record = {
+            "run_id": run.run_id,
+            "pipeline": self.plan.id,
+            "pipeline_version": self.plan.version,
+            "status": run.status,
+            "outputs": run.final_outputs(),
+            "error": run.error,
+            "trace": run.trace,
+            "input": run.pipeline_input,
+            "source": envelope.source,
+        }
+        headers = (("ia-run-id", run.run_id.encode()),)
+        emissions = [Emission(self.topology.output_topic, partition, envelope.key.encode(),
+                              orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS), headers)]  # fmt: skip
+        if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
+            letter = {
+                "kind": "run_failed",
+                "run_id": run.run_id,
+                "pipeline": self.plan.id,
+                "step": run.error.get("step"),
+                "attempts": run.error.get("attempts", 0),
+                "error": {k: run.error.get(k) for k in ("type", "message", "traceback")},
+                "input": None,
+                "envelope": None,
+                "resume_at": None,
+                "source": envelope.source,
+                "created_ms": _now_ms(),
+            }
+            emissions.append(self._letter(letter, envelope.key, partition))
+        return emissions
+
+    # -- dead letters -----------------------------------------------------------------------------------------
+
+    def _letter(self, letter: dict[str, Any], key: str, partition: int) -> Emission:
+        return Emission(self.topology.dlq_topic, partition, key.encode(),
+                        orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS),
+                        (("ia-run-id", str(letter["run_id"]).encode()),))  # fmt: skip
+
+    def _step_letter(self, run: RunState, envelope: Envelope, failure: StepFailure, partition: int) -> Emission:
+        """A step failed for good: the dead letter holds the envelope to resume at that step."""
+        resume = Envelope(
+            run_id=run.run_id,
+            pipeline=self.plan.id,
+            version=self.plan.version,
+            key=envelope.key,
+            input=run.pipeline_input,
+            resume_at=failure.step,
+            outputs={s: o for s, o in run.outputs.items() if s != failure.step},
+            trace=[t for t in run.trace if t["step"] != failure.step],
+            error=envelope.error,
+            join_tokens=dict(run.tokens.get(failure.step, {})),
+            source=envelope.source,
+            started_ms=envelope.started_ms,
+            replay=envelope.replay,
+        )
+        letter = {
+            "kind": "step_failed",
+            "run_id": run.run_id,
+            "pipeline": self.plan.id,
+            "step": failure.step,
+            "attempts": failure.attempts,
+            "error": {"type": failure.type, "message": failure.message, "traceback": failure.traceback},
+            "input": failure.input,
+            "envelope": orjson.loads(resume.encode()),
+            "resume_at": failure.step,
+            "source": envelope.source,
+            "created_ms": _now_ms(),
+        }
+        return self._letter(letter, envelope.key, partition)
+
+    def _bad_input_letter(self, run_id: str, record: InputRecord, source: dict[str, Any], reason: str) -> Emission:
+        raw = record.value or b""
+        letter = {
+            "kind": "bad_input",
+            "run_id": run_id,
+            "pipeline": self.plan.id,
+            "step": None,
+            "attempts": 0,
+            "error": {"type": "BadInput", "message": reason, "traceback": None},
+            "input": None,
+            "raw": base64.b64encode(raw).decode(),
+            "envelope": None,
+            "resume_at": None,
+            "source": source,
+            "created_ms": _now_ms(),
+        }
+        key = record.key.decode("utf-8", "replace") if record.key else run_id
+        return self._letter(letter, key, record.partition)
+
+    # -- join timeouts ----------------------------------------------------------------------------------------
+
+    async def expire_joins(self, timeout_s: float) -> list[Emission]:
+        """Joins that waited longer than ``timeout_s`` fail their run: the paths still missing count as failed,
+        and the run goes on from the join (its end is reached, so it still gets its one result)."""
+        emissions: list[Emission] = []
+        deadline = _now_ms() - int(timeout_s * 1000)
+        for partition, key, entry in list(self.store.waiting_since(deadline)):
+            run_id, replay, node = key.split("|", 2)
+            missing = [edge for edge in self.plan.graph.incoming[node] if edge.id not in entry.tokens]
+            for edge in missing:
+                entry.tokens[edge.id] = "fail"
+            entry.error = entry.error or {
+                "step": None if node == END else node,
+                "type": "JoinTimeout",
+                "message": f"join '{'end' if node == END else node}' waited over {timeout_s:g}s for the paths from "
+                + ", ".join(f"'{edge.source}'" for edge in missing),
+                "attempts": 0,
+                "traceback": None,
+            }
+            self.store.fire(partition, key, entry)
+            identity = entry.run
+            envelope = Envelope(
+                run_id=run_id,
+                pipeline=self.plan.id,
+                version=self.plan.version,
+                key=identity.get("key", run_id),
+                input=identity.get("input", {}),
+                resume_at=node,
+                source=identity.get("source"),
+                started_ms=identity.get("started_ms", 0),
+                replay=int(replay),
+            )
+            run = RunState(self.plan, run_id, envelope.input)
+            self._take_join(run, node, entry)
+            if node == END:
+                emissions.extend(self.finish(run, envelope, partition))
+            else:
+                emissions.extend(await self._drive(run, envelope, partition, [(node, "fail")]))
+        return emissions
+
+    # -- keys -------------------------------------------------------------------------------------------------
+
+    def _partition_key(self, event: dict[str, Any], record_key: bytes | None, run_id: str) -> str:
+        """``stream.key`` resolved on the event, else the record's key, else the run id."""
+        if self.plan.key is not None:
+            value = self.plan.key.resolve(Scope(event, self.plan.parameters, {}))
+            if value is not None and value != "":
+                return render_text(value)
+        if record_key:
+            return record_key.decode("utf-8", "replace")
+        return run_id
+
+
+def _run_identity(envelope: Envelope) -> dict[str, Any]:
+    """What a join keeps of the run so that it can resume it on its own (after a join timeout)."""
+    return {"key": envelope.key, "input": envelope.input, "source": envelope.source, "started_ms": envelope.started_ms}
+
+
+def _decode_event(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+    if raw is None:
+        return None, "empty message (null value)"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object but {type(value).__name__}"
+    return value, None
