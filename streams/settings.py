@@ -24,3 +24,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
     services: str | None = Field(None, description="module:factory, an async factory returning a ServiceRegistry")
+    session_timeout_ms: int | None = Field(
+        None, ge=1000, description="consumer group session timeout; unset: 10000, or 2000 on the embedded broker"
+    )
+    batch_max_records: int = Field(2000, ge=1, description="records a worker takes from the broker at once")

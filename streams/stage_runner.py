@@ -275,6 +275,17 @@ class StageRunner:
         }
         return self._letter(letter, envelope.key, partition)
 
+    def internal_error_letter(self, record: InputRecord, trace: str) -> Emission:
+        """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
+        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                  "timestamp": record.timestamp_ms}  # fmt: skip
+        letter = self._bad_input_letter(run_id, record, source, "internal error: " + trace.strip().splitlines()[-1])
+        value = orjson.loads(letter.value or b"{}")
+        value.update(kind="internal_error", error={"type": "InternalError", "message": value["error"]["message"],
+                                                    "traceback": trace})  # fmt: skip
+        return Emission(letter.topic, letter.partition, letter.key, orjson.dumps(value), letter.headers)
+
     def _bad_input_letter(self, run_id: str, record: InputRecord, source: dict[str, Any], reason: str) -> Emission:
         raw = record.value or b""
         letter = {

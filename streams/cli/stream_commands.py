@@ -1,0 +1,234 @@
+"""Commands that talk to a broker: ``worker``, ``publish``, ``consume``, ``topics``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ia_modules.pipeline.compiler import PipelinePlan
+from ia_modules.pipeline.errors import PipelineConfigError
+from ia_modules.pipeline.templates import Scope, render_text
+
+from ..cluster import bootstrap_servers
+from ..emission import Emission
+from ..envelope import partition_for
+from ..events_file import read_events
+from ..serve import NoBrokerError, broker_for_clients, serve
+from ..settings import Settings
+from ..topology import Topology, build_topology
+from .output import err, json_line, write_stdout
+from .pipeline_commands import load_pipeline
+
+
+def _topology(plan: PipelinePlan, settings: Settings) -> Topology:
+    return build_topology(plan, settings.topic_prefix, settings.app_id, settings.fuse)
+
+
+def worker(
+    pipelines: Annotated[Path | None, typer.Option("--pipelines", help="folder of pipeline files")] = None,
+) -> None:
+    """Run a worker: every pipeline of the folder, each event of its input topic one run.
+
+    With IA_BROKER unset it starts the embedded broker (and stops it on exit)."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    started = time.monotonic()
+    ready = asyncio.Event()
+
+    async def main() -> None:
+        async def announce() -> None:
+            await ready.wait()
+            err.print(f"[green]worker ready[/green] in {time.monotonic() - started:.2f}s; Ctrl-C stops it")
+
+        announcing = asyncio.create_task(announce())
+        try:
+            stopped = await serve(settings, pipelines or settings.pipelines_dir, ready)
+        finally:
+            announcing.cancel()
+        err.print(f"worker stopped: {stopped.stats.consumed} records consumed, {stopped.stats.produced} produced")
+
+    try:
+        asyncio.run(main())
+    except PipelineConfigError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def event_key(plan: PipelinePlan, event: dict[str, Any]) -> str | None:
+    """The partition key a worker gives this event (``stream.key``), so publishing puts it where it runs."""
+    if plan.key is None:
+        return None
+    value = plan.key.resolve(Scope(event, plan.parameters, {}))
+    return None if value is None or value == "" else render_text(value)
+
+
+def publish(
+    pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
+    file: Annotated[str, typer.Argument(help="JSON-lines file of events, or - for stdin")] = "-",
+) -> None:
+    """Publish events (JSON lines) to the pipeline's input topic, keyed as the worker keys them.
+
+    Lines that are not JSON objects are reported with their line number and not sent (exit 1)."""
+    settings = Settings()
+    plan = load_pipeline(pipeline, settings).plan
+    path = None if file == "-" else Path(file)
+    if path is not None and not path.is_file():
+        err.print(f"[red]error:[/red] no file '{file}'")
+        raise typer.Exit(2)
+    try:
+        sent, bad = asyncio.run(_publish(plan, settings, path))
+    except NoBrokerError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    err.print(f"published {sent} event(s) to {_topology(plan, settings).input_topics[0]}")
+    if bad:
+        err.print(f"[yellow]{bad} line(s) were not events and were not sent[/yellow]")
+        raise typer.Exit(1)
+
+
+async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) -> tuple[int, int]:
+    from aiokafka import AIOKafkaProducer
+
+    from ..producer import produce
+
+    broker = await broker_for_clients(settings)
+    topology = _topology(plan, settings)
+    topic = topology.input_topics[0]
+    total = await asyncio.to_thread(_count_lines, path) if path else None
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
+    await producer.start()
+    sent = bad = 0
+    label = str(path) if path else "<stdin>"
+    try:
+        with Progress(
+            TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, disable=total is None, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("publish", total=total)
+            chunk: list[Emission] = []
+            async for line in read_events(path):
+                progress.advance(task)
+                if line.event is None:
+                    err.print(f"{label}:{line.line}: {line.problem}", markup=False)
+                    bad += 1
+                    continue
+                key = event_key(plan, line.event)
+                partition = partition_for(key.encode(), topology.partitions) if key else sent % topology.partitions
+                value = orjson.dumps(line.event)
+                chunk.append(Emission(topic, partition, key.encode() if key else None, value))
+                if len(chunk) >= 1000:
+                    sent += await produce(producer, chunk)
+                    chunk = []
+            sent += await produce(producer, chunk)
+    finally:
+        await producer.stop()
+    return sent, bad
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for raw in stream if raw.strip())
+
+
+def consume(
+    pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="read the output topic from its start")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="stop after N records; exit 1 if fewer came")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="stop after S seconds without a new record")] = 10.0,
+    dlq: Annotated[bool, typer.Option("--dlq", help="read the dead-letter topic instead of the output")] = False,
+) -> None:
+    """Print the pipeline's result records (or dead letters) as JSON lines, one per line."""
+    settings = Settings()
+    plan = load_pipeline(pipeline, settings).plan
+    topology = _topology(plan, settings)
+    topic = topology.dlq_topic if dlq else topology.output_topic
+    try:
+        count = asyncio.run(_consume(settings, topic, from_beginning, limit, timeout))
+    except NoBrokerError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if limit is not None and count < limit:
+        err.print(f"[yellow]got {count} of {limit} record(s) before {timeout:g}s passed without a new one[/yellow]")
+        raise typer.Exit(1)
+
+
+async def _consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, idle_s: float) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    broker = await broker_for_clients(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    count = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # the topic may be newer than the client's metadata
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        idle_since = time.monotonic()
+        while limit is None or count < limit:
+            left = idle_s - (time.monotonic() - idle_since)
+            if left <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            lines = []
+            for records in batch.values():
+                for record in records:
+                    if limit is not None and count >= limit:
+                        break
+                    lines.append(json_line(orjson.loads(record.value or b"null")))
+                    count += 1
+            if lines:
+                idle_since = time.monotonic()
+                await write_stdout(b"".join(lines))
+    finally:
+        await consumer.stop()
+    return count
+
+
+def topics(pipeline: Annotated[str, typer.Argument(help="pipeline file or id")]) -> None:
+    """The pipeline's stages and topics, as a worker would create and consume them."""
+    settings = Settings()
+    plan = load_pipeline(pipeline, settings).plan
+    topology = _topology(plan, settings)
+    table = Table(title=f"{plan.id}: {len(topology.stages)} stage(s), {topology.partitions} partitions per topic",
+                  title_justify="left")  # fmt: skip
+    for column in ("topic", "role", "steps"):
+        table.add_column(column)
+    for topic in topology.input_topics:
+        table.add_row(topic, "input", f"runs stage {topology.start.name}")
+    for stage in topology.stages.values():
+        concurrency = f" (concurrency {stage.concurrency})" if stage.concurrency > 1 else ""
+        table.add_row(stage.topic, "stage" + concurrency, " → ".join(stage.steps))
+    table.add_row(topology.output_topic, "output", "one result record per run")
+    table.add_row(topology.dlq_topic, "dead letters", "failed runs and bad input")
+    table.add_row(topology.joins_topic, "join state (compacted)", ", ".join(sorted(topology.joins)) or "no joins")
+    from rich.console import Console
+
+    Console(soft_wrap=True).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(publish)
+    app.command()(consume)
+    app.command()(topics)

@@ -1,0 +1,62 @@
+"""Creating the topics a pipeline needs, with its partition count, before any worker consumes them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .cluster import bootstrap_servers
+from .topology import Topology
+
+logger = logging.getLogger(__name__)
+
+
+class TopicMismatchError(RuntimeError):
+    """An existing topic has another partition count than its pipeline needs (which would break co-partitioning)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(topology: Topology) -> list[TopicSpec]:
+    """Every topic of a pipeline; the join changelog is compacted, as only the latest state of a join counts."""
+    plain = [*topology.input_topics, *topology.stage_topics(), topology.output_topic, topology.dlq_topic]
+    specs = [TopicSpec(name, topology.partitions) for name in plain]
+    specs.append(TopicSpec(topology.joins_topic, topology.partitions, {"cleanup.policy": "compact"}))
+    return specs
+
+
+async def ensure_topics(broker: str, specs: list[TopicSpec], replication_factor: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. An existing topic with another
+    partition count is an error naming it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            new = [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config) for s in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:  # another worker created them first
+                pass
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            described = await admin.describe_topics([spec.name for spec in present])
+            counts = {t["topic"]: len(t["partitions"]) for t in described}
+            for spec in present:
+                if counts.get(spec.name, spec.partitions) != spec.partitions:
+                    raise TopicMismatchError(
+                        f"topic '{spec.name}' has {counts[spec.name]} partitions, its pipeline needs "
+                        f"{spec.partitions}: all topics of a pipeline must have the same count"
+                    )
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()

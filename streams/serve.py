@@ -1,0 +1,91 @@
+"""Running a worker as a command does: pipelines from a folder, the broker (embedded unless IA_BROKER is set),
+the services, the web port, signals, and an orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ia_modules.pipeline.compiler import PipelinePlan
+from ia_modules.pipeline.loader import load_plan, pipeline_files
+
+from .embedded_broker import embedded_broker, find_recorded_broker
+from .services import build_services
+from .settings import Settings
+from .web import start_web
+from .worker import Worker, WorkerOptions
+
+logger = logging.getLogger("ia_modules.streams")
+
+EMBEDDED_SESSION_TIMEOUT_MS = 2000
+"""The embedded broker holds a group join for half the session timeout: a short one makes the worker start fast."""
+
+
+class NoBrokerError(RuntimeError):
+    """Neither IA_BROKER nor a running embedded broker."""
+
+
+def load_plans(directory: Path) -> list[PipelinePlan]:
+    """Every pipeline of ``directory``; PipelineConfigError for the first invalid one."""
+    plans = [load_plan(file) for file in pipeline_files(directory)]
+    if not plans:
+        raise FileNotFoundError(f"no pipeline files (*.json) in {directory}")
+    return plans
+
+
+async def broker_for_clients(settings: Settings) -> str:
+    """The broker ``publish`` and ``consume`` talk to: IA_BROKER, else the embedded one a worker started."""
+    if settings.broker:
+        return settings.broker
+    recorded = await find_recorded_broker()
+    if recorded is None:
+        raise NoBrokerError("no broker: set IA_BROKER=kafka://host:port, or start `ia-modules worker` in this folder")
+    return recorded
+
+
+@contextlib.asynccontextmanager
+async def broker_for_worker(settings: Settings) -> AsyncIterator[tuple[str, int]]:
+    """IA_BROKER, or an embedded broker started for this worker; with the session timeout that suits it."""
+    if settings.broker:
+        yield settings.broker, settings.session_timeout_ms or 10_000
+        return
+    async with embedded_broker() as address:
+        yield address, settings.session_timeout_ms or EMBEDDED_SESSION_TIMEOUT_MS
+
+
+async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | None = None) -> Worker:
+    """Run a worker until SIGINT or SIGTERM; returns it (stopped) for its statistics."""
+    plans = await asyncio.to_thread(load_plans, pipelines_dir)
+    services = await build_services(settings.services)
+    try:
+        async with broker_for_worker(settings) as (broker, session_timeout_ms):
+            options = WorkerOptions(
+                app_id=settings.app_id,
+                topic_prefix=settings.topic_prefix,
+                fuse=settings.fuse,
+                replication_factor=settings.replication_factor,
+                session_timeout_ms=session_timeout_ms,
+                batch_max_records=settings.batch_max_records,
+            )
+            worker = Worker(plans, broker, services, options)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, worker.stop)
+            web = await start_web(worker, "0.0.0.0", settings.web_port)
+            try:
+                await worker.start()
+                logger.info("worker started on %s: %s", broker, ", ".join(p.id for p in plans))
+                if ready is not None:
+                    ready.set()
+                await worker.run()
+            finally:
+                await web.cleanup()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+    finally:
+        await services.cleanup_all()
+    return worker

@@ -1,0 +1,360 @@
+"""The worker: one consumer group over every pipeline's input and stage topics, stages run in batches.
+
+For each batch it runs the records (in order per partition; with a stage's ``concurrency`` above 1, in order
+per key), produces what they emitted, waits for the broker's acknowledgements, writes the markers of joins
+that fired, and only then commits the offsets: at least once, end to end. Partitions are co-assigned across a
+pipeline's topics (range assignment over equal partition counts), so a run's join state is always local.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from ia_modules.pipeline.compiler import PipelinePlan
+from ia_modules.pipeline.core import Pipeline
+from ia_modules.pipeline.services import ServiceRegistry
+
+from .cluster import bootstrap_servers, cluster_id
+from .emission import Emission
+from .join_store import JoinStore
+from .kafka_admin import ensure_topics, topic_specs
+from .producer import produce
+from .stage_runner import InputRecord, StageRunner
+from .topology import Stage, Topology, build_topology
+
+logger = logging.getLogger("ia_modules.streams.worker")
+
+ResultListener = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+@dataclass
+class PipelineRuntime:
+    """One pipeline on this worker: its plan, topics, join state and stage runner."""
+
+    plan: PipelinePlan
+    topology: Topology
+    store: JoinStore
+    runner: StageRunner
+
+    @property
+    def consumed_topics(self) -> list[str]:
+        return [*self.topology.input_topics, *self.topology.stage_topics()]
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker talks to its broker."""
+
+    app_id: str = "ia-modules"
+    topic_prefix: str = "ia"
+    fuse: bool = True
+    replication_factor: int = 1
+    session_timeout_ms: int = 10_000
+    batch_max_records: int = 2000
+    fetch_max_wait_ms: int = 20
+
+
+@dataclass
+class _Route:
+    runtime: PipelineRuntime
+    stage: Stage
+    is_input: bool
+
+
+@dataclass
+class WorkerStats:
+    """Counters the worker keeps for its health page and for tests."""
+
+    consumed: int = 0
+    produced: int = 0
+    batches: int = 0
+    commits_failed: int = 0
+    internal_errors: int = 0
+    started_at: float = field(default_factory=time.time)
+    consuming_since: float | None = None
+
+
+class Worker:
+    """Runs every pipeline's stages for the partitions this worker is assigned."""
+
+    def __init__(
+        self,
+        plans: Iterable[PipelinePlan],
+        broker: str,
+        services: ServiceRegistry,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.plans = list(plans)
+        self.broker = broker
+        self.services = services
+        self.options = options or WorkerOptions()
+        self.runtimes: list[PipelineRuntime] = []
+        self.routes: dict[str, _Route] = {}
+        self.stats = WorkerStats()
+        self.cluster_id = ""
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.result_listeners: list[ResultListener] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the topics, start producer and consumer, and join the group."""
+        options = self.options
+        self.cluster_id = await cluster_id(self.broker)
+        for plan in self.plans:
+            topology = build_topology(plan, options.topic_prefix, options.app_id, options.fuse)
+            expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
+            store = JoinStore(topology.joins_topic, expected)
+            steps = Pipeline(plan).steps_for(self.services)
+            runtime = PipelineRuntime(plan, topology, store, StageRunner(plan, topology, steps, store, self.cluster_id))
+            self.runtimes.append(runtime)
+            for topic in topology.input_topics:
+                self.routes[topic] = _Route(runtime, topology.start, True)
+            for stage in topology.stages.values():
+                self.routes[stage.topic] = _Route(runtime, stage, False)
+        specs = [spec for runtime in self.runtimes for spec in topic_specs(runtime.topology)]
+        created = await ensure_topics(self.broker, specs, options.replication_factor)
+        if created:
+            logger.info("created %d topics", len(created))
+        servers = bootstrap_servers(self.broker)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=servers, acks="all", linger_ms=2, max_batch_size=512 * 1024, enable_idempotence=False
+        )
+        await self._producer.start()
+        session = options.session_timeout_ms
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=options.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=session,
+            heartbeat_interval_ms=max(100, session // 5),
+            rebalance_timeout_ms=max(session, 10_000),
+            max_poll_interval_ms=300_000,
+            fetch_max_wait_ms=options.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
+        await self._consumer.start()
+
+    async def run(self) -> None:
+        """Consume until ``stop`` is called; then finish the batch in hand, commit it, and leave the group."""
+        assert self._consumer is not None
+        self._tasks.append(asyncio.create_task(self._sweep_joins(), name="join-timeouts"))
+        try:
+            while not self._stopping.is_set():
+                fetch = asyncio.ensure_future(
+                    self._consumer.getmany(timeout_ms=200, max_records=self.options.batch_max_records)
+                )
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not fetch.done():
+                    fetch.cancel()
+                    break
+                batch = fetch.result()
+                if self.stats.consuming_since is None and self._consumer.assignment():
+                    self.stats.consuming_since = time.time()
+                if batch:
+                    async with self._lock:
+                        await self._process(batch)
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
+    @property
+    def consuming(self) -> bool:
+        return self.stats.consuming_since is not None and bool(self.assignment) and not self._stopping.is_set()
+
+    # -- the hot path ---------------------------------------------------------------------------------------
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        assert self._consumer is not None and self._producer is not None
+        owned = self._consumer.assignment()
+        work = {tp: records for tp, records in batch.items() if tp in owned and records}
+        if not work:
+            return
+        per_partition = await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items()))
+        emissions = [emission for emitted in per_partition for emission in emitted]
+        emissions.extend(w for runtime in self.runtimes for w in runtime.store.take_partial_writes())
+        self.stats.produced += await produce(self._producer, emissions)
+        fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
+        if fired:
+            self.stats.produced += await produce(self._producer, fired)
+        await self._notify(emissions)
+        offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            self.stats.commits_failed += 1
+            logger.warning("commit failed (the records will be processed again by their new owner): %s", exc)
+        self.stats.consumed += sum(len(records) for records in work.values())
+        self.stats.batches += 1
+
+    async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
+        route = self.routes[tp.topic]
+        if route.stage.concurrency <= 1:
+            emitted: list[Emission] = []
+            for record in records:
+                emitted.extend(await self._run_record(route, record))
+            return emitted
+        return await self._run_by_key(route, records)
+
+    async def _run_by_key(self, route: _Route, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
+        """Up to ``concurrency`` records at once, records with the same key one after the other."""
+        by_key: dict[bytes | None, list[int]] = defaultdict(list)
+        for index, record in enumerate(records):
+            by_key[record.key].append(index)
+        results: list[list[Emission]] = [[] for _ in records]
+        gate = asyncio.Semaphore(route.stage.concurrency)
+
+        async def run_key(indexes: list[int]) -> None:
+            for index in indexes:
+                async with gate:
+                    results[index] = await self._run_record(route, records[index])
+
+        await asyncio.gather(*(run_key(indexes) for indexes in by_key.values()))
+        return [emission for emitted in results for emission in emitted]
+
+    async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes]) -> list[Emission]:
+        consumed = InputRecord(
+            record.topic, record.partition, record.offset, record.timestamp, record.key, record.value
+        )
+        runner = route.runtime.runner
+        try:
+            if route.is_input:
+                return await runner.on_input(consumed)
+            return await runner.on_envelope(consumed)
+        except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
+            self.stats.internal_errors += 1
+            logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
+            return [runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))]
+
+    async def _notify(self, emissions: list[Emission]) -> None:
+        if not self.result_listeners:
+            return
+        outputs = {runtime.topology.output_topic for runtime in self.runtimes}
+        results = [e for e in emissions if e.topic in outputs]
+        if results:
+            import orjson
+
+            records = [orjson.loads(e.value or b"null") for e in results]
+            for listener in self.result_listeners:
+                await listener(records)
+
+    # -- join timeouts ------------------------------------------------------------------------------------------
+
+    async def _sweep_joins(self) -> None:
+        """Fail the runs whose joins waited past ``stream.join_timeout_s``; forget old fired markers."""
+        assert self._producer is not None
+        timeouts = [runtime.plan.model.stream.join_timeout_s for runtime in self.runtimes]
+        interval = min([max(0.2, min(5.0, t / 10)) for t in timeouts] or [5.0])
+        while True:
+            await asyncio.sleep(interval)
+            async with self._lock:
+                for runtime in self.runtimes:
+                    timeout_s = runtime.plan.model.stream.join_timeout_s
+                    emissions = await runtime.runner.expire_joins(timeout_s)
+                    emissions.extend(runtime.store.purge_fired(int((time.time() - 2 * timeout_s) * 1000)))
+                    emissions.extend(runtime.store.take_partial_writes())
+                    if emissions:
+                        await produce(self._producer, emissions)
+                        await produce(self._producer, runtime.store.take_fired_writes())
+                        await self._notify(emissions)
+
+    # -- rebalancing -------------------------------------------------------------------------------------------
+
+    def _partitions_of(self, tps: Iterable[TopicPartition]) -> dict[int, set[int]]:
+        """Which partitions of which runtime (by index) the topic-partitions touch."""
+        touched: dict[int, set[int]] = defaultdict(set)
+        for tp in tps:
+            route = self.routes.get(tp.topic)
+            if route is not None:
+                touched[self.runtimes.index(route.runtime)].add(tp.partition)
+        return touched
+
+    async def forget(self, revoked: Iterable[TopicPartition]) -> None:
+        async with self._lock:
+            for index, partitions in self._partitions_of(revoked).items():
+                for partition in partitions:
+                    self.runtimes[index].store.drop(partition)
+
+    async def restore(self, assigned: Iterable[TopicPartition]) -> None:
+        """Rebuild the join state of newly assigned partitions from the changelog, before consuming them."""
+        async with self._lock:
+            for index, partitions in self._partitions_of(assigned).items():
+                runtime = self.runtimes[index]
+                await restore_joins(self.broker, runtime.store, sorted(partitions))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.restore(assigned)
+
+
+async def restore_joins(broker: str, store: JoinStore, partitions: list[int]) -> int:
+    """Read the changelog partitions to their end into ``store``; returns the records read."""
+    tps = [TopicPartition(store.topic, p) for p in partitions]
+    for partition in partitions:
+        store.drop(partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    read = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    store.apply(tp.partition, record.key or b"", record.value)
+                    read += 1
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    except KafkaError:
+        logger.exception("restoring join state from %s failed", store.topic)
+        raise
+    finally:
+        await consumer.stop()
+    return read
