@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import db_commands, demo, pipeline_commands
+from . import db_commands, demo, pipeline_commands, stream_commands
 
 app = typer.Typer(
     name="ia-modules",
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 pipeline_commands.register(app)
+stream_commands.register(app)
 db_commands.register(app)
 app.command()(demo.demo)
 
