@@ -207,7 +207,8 @@ class MigrationRunner:
         files = await self.discover(sources)
         report = MigrationReport(sources=sources)
         async with self.backend.migration_session() as session:
-            await session.execute(_CREATE_TABLE)
+            async with session.transaction() as tx:  # on SQLite, takes the write lock before looking
+                await tx.execute(_CREATE_TABLE)
             recorded: dict[tuple[str, int], dict[str, object]] = {}
             for scope, _ in sources:
                 for row in await session.fetch_all(_SELECT_SCOPE, (scope,)):

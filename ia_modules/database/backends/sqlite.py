@@ -8,8 +8,9 @@ import contextvars
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiosqlite
 
@@ -18,6 +19,20 @@ from ..url import DatabaseURL
 from .base import Backend, Params, Row, Session
 
 _holder: contextvars.ContextVar[SqliteBackend | None] = contextvars.ContextVar("ia_sqlite_holder", default=None)
+
+
+def _adapt(params: Params) -> tuple[Any, ...]:
+    """Parameters for sqlite3: dates and times as ISO 8601 text (the format of sqlite3's default adapters,
+    which Python 3.12 deprecates), so one datetime parameter works on SQLite and PostgreSQL alike."""
+    return tuple(_adapt_value(value) for value in params)
+
+
+def _adapt_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return value
 
 
 def split_statements(script: str) -> list[str]:
@@ -51,7 +66,7 @@ class SqliteSession(Session):
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
-            async with self.connection.execute(sql, tuple(params)) as cursor:
+            async with self.connection.execute(sql, _adapt(params)) as cursor:
                 return cursor.rowcount
         except Exception as exc:
             self._fail(exc, sql)
@@ -59,13 +74,13 @@ class SqliteSession(Session):
     async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
         async with self.transaction():
             try:
-                await self.connection.executemany(sql, [tuple(params) for params in seq_of_params])
+                await self.connection.executemany(sql, [_adapt(params) for params in seq_of_params])
             except Exception as exc:
                 self._fail(exc, sql)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         try:
-            async with self.connection.execute(sql, tuple(params)) as cursor:
+            async with self.connection.execute(sql, _adapt(params)) as cursor:
                 row = await cursor.fetchone()
         except Exception as exc:
             self._fail(exc, sql)
@@ -73,7 +88,7 @@ class SqliteSession(Session):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         try:
-            async with self.connection.execute(sql, tuple(params)) as cursor:
+            async with self.connection.execute(sql, _adapt(params)) as cursor:
                 rows = await cursor.fetchall()
         except Exception as exc:
             self._fail(exc, sql)
@@ -127,9 +142,9 @@ class SqliteBackend(Backend):
         except Exception as exc:
             raise wrap_error(exc, Secrets(), action=f"opening {self._url.redacted}") from exc
         connection.row_factory = sqlite3.Row
+        # The default rollback journal, not WAL: with WAL, a connection that opened the file while another was
+        # switching it gets "database is locked" at once instead of waiting its busy timeout.
         await connection.execute("PRAGMA foreign_keys = ON")
-        if path != ":memory:":
-            await connection.execute("PRAGMA journal_mode = WAL")
         self.connection = connection
 
     async def close(self) -> None:
