@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import DatabaseError, Secrets
 
@@ -48,15 +48,18 @@ class DatabaseURL:
                 "sqlite:///path or sqlite:///:memory:"
             )
         parts = urlsplit(raw)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        passwords = [parts.password] + [value for key, value in query if key == "password"]
+        pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
+        query_passwords = [value for key, _, value in pairs if unquote(key) == "password"]
+        passwords = [parts.password, *query_passwords]
         secrets = Secrets([*passwords, *(unquote(p) for p in passwords if p)])
         netloc = parts.netloc
         if parts.password:
             netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
         elif parts.password == "":
             netloc = netloc.replace(":@", "@", 1)
-        safe_query = urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="/")
+        safe_query = "&".join(
+            f"{key}={'***' if unquote(key) == 'password' else value}" if eq else key for key, eq, value in pairs
+        )
         redacted = urlunsplit(("postgresql", netloc, parts.path, safe_query, ""))
         dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
         return cls("postgresql", dsn, redacted, secrets)
