@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import date, datetime, time
 from typing import Any, NoReturn
 
 import asyncpg  # type: ignore[import-untyped]
@@ -19,6 +21,16 @@ logger = logging.getLogger("ia_modules.database")
 
 #: Session-level advisory lock key that serialises migration runners on one database ("ia_migr" in ASCII).
 MIGRATION_LOCK_KEY = 0x69615F6D69677201
+
+
+_BAD_ARGUMENT = re.compile(r"invalid input for query argument \$([0-9]+)")
+_TEMPORAL_PARSERS: dict[str, Callable[[str], Any]] = {
+    "timestamptz": datetime.fromisoformat,  # a naive value is taken as UTC, as asyncpg does
+    "timestamp": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "timetz": time.fromisoformat,
+}
 
 
 def _rowcount(status: str | None) -> int:
@@ -39,36 +51,62 @@ class PostgresSession(Session):
             raise error from None
         raise error from exc
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        query = to_numbered(sql)
+    async def _call(self, method: str, sql: str, rows: list[list[Any]], many: bool = False) -> Any:
+        """``connection.<method>`` on the numbered SQL; an ISO 8601 string given for a date, time or timestamp
+        parameter is converted and the call retried, as text parameters are with other drivers."""
+        query = to_numbered(sql).sql
+        for _ in range(len(rows[0]) + 1 if rows else 1):
+            try:
+                if many:
+                    return await self.connection.executemany(query, rows)
+                return await getattr(self.connection, method)(query, *rows[0])
+            except asyncpg.exceptions.DataError as exc:
+                fixed = await self._temporal_strings_parsed(query, rows, exc)
+                if fixed is None:
+                    self._fail(exc, sql)
+                rows = fixed
+            except Exception as exc:
+                self._fail(exc, sql)
+        raise AssertionError("unreachable: every parameter was converted at most once")
+
+    async def _temporal_strings_parsed(
+        self, query: str, rows: list[list[Any]], exc: Exception
+    ) -> list[list[Any]] | None:
+        match = _BAD_ARGUMENT.match(str(exc))
+        if not match or not rows:
+            return None
+        index = int(match.group(1)) - 1
         try:
-            if params or query.count:
-                status = await self.connection.execute(query.sql, *params)
-            else:
-                status = await self.connection.execute(query.sql)
-        except Exception as exc:
-            self._fail(exc, sql)
-        return _rowcount(status)
+            types = (await self.connection.prepare(query)).get_parameters()
+        except Exception:
+            return None
+        parse = _TEMPORAL_PARSERS.get(types[index].name) if index < len(types) else None
+        if parse is None or not any(isinstance(row[index], str) for row in rows):
+            return None
+        try:
+            return [
+                [*row[:index], parse(row[index]) if isinstance(row[index], str) else row[index], *row[index + 1 :]]
+                for row in rows
+            ]
+        except ValueError:
+            return None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        if not params and not to_numbered(sql).count:
+            return _rowcount(await self._call("execute", sql, [[]]))
+        return _rowcount(await self._call("execute", sql, [list(params)]))
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
-        try:
-            await self.connection.executemany(to_numbered(sql).sql, list(seq_of_params))
-        except Exception as exc:
-            self._fail(exc, sql)
+        rows = [list(params) for params in seq_of_params]
+        if rows:
+            await self._call("executemany", sql, rows, many=True)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        try:
-            record = await self.connection.fetchrow(to_numbered(sql).sql, *params)
-        except Exception as exc:
-            self._fail(exc, sql)
+        record = await self._call("fetchrow", sql, [list(params)])
         return None if record is None else dict(record)
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        try:
-            records = await self.connection.fetch(to_numbered(sql).sql, *params)
-        except Exception as exc:
-            self._fail(exc, sql)
-        return [dict(record) for record in records]
+        return [dict(record) for record in await self._call("fetch", sql, [list(params)])]
 
     async def execute_script(self, script: str) -> None:
         try:
