@@ -22,12 +22,22 @@ def register(app: typer.Typer) -> None:
     app.command()(migrate)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (shorter), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _report_table(report: MigrationReport) -> Table:
     table = Table(title="applied migrations", title_justify="left")
-    for column in ("scope", "version", "file", "ms"):
-        table.add_column(column)
+    table.add_column("scope")
+    table.add_column("version", justify="right")
+    table.add_column("file", overflow="fold")
+    table.add_column("ms", justify="right")
     for applied in report.applied:
-        table.add_row(applied.scope, str(applied.version), str(applied.path), f"{applied.execution_ms:.1f}")
+        table.add_row(applied.scope, str(applied.version), applied.name, f"{applied.execution_ms:.1f}")
     return table
 
 
@@ -51,6 +61,8 @@ async def _migrate(paths: list[Path], as_json: bool) -> None:
             report = await manager.migrate(paths)
         finally:
             await manager.close()
+    for scope, directory in report.sources:
+        err.print(f"migrations {escape(scope)}: {escape(_shown(directory))}")
     if as_json:
         await write_stdout(json_line(_report_json(report, manager.url)))
     if report.applied:
