@@ -1,0 +1,105 @@
+"""``ia-modules migrate``: on IA_DATABASE_URL, or on the embedded PostgreSQL when it is unset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streams.cli import app
+from tests.postgres_server import PostgresForTests, with_login
+
+pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).parent / "ia-modules")
+
+
+def app_migrations(root: Path) -> Path:
+    directory = root / "app_migrations"
+    directory.mkdir()
+    (directory / "V1__widgets.sql").write_text("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT);")
+    (directory / "V2__gadgets.sql").write_text("CREATE TABLE gadgets (id INTEGER PRIMARY KEY);")
+    return directory
+
+
+def test_migrate_applies_the_project_and_app_migrations_then_nothing(postgres_url: str, tmp_path: Path) -> None:
+    directory = app_migrations(tmp_path)
+    first = CliRunner().invoke(
+        app, ["migrate", "--path", str(directory), "--json"], env={"IA_DATABASE_URL": postgres_url}
+    )
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert [(m["scope"], m["version"], m["name"]) for m in report["applied"]] == [
+        ("project", 1, "V001__initial_schema.sql"),
+        ("app:app_migrations", 1, "V1__widgets.sql"),
+        ("app:app_migrations", 2, "V2__gadgets.sql"),
+    ]
+    assert "V1__widgets.sql" in first.stderr and "applied 3 migration(s)" in first.stderr
+    second = CliRunner().invoke(app, ["migrate", "--path", str(directory)], env={"IA_DATABASE_URL": postgres_url})
+    assert second.exit_code == 0
+    assert "nothing to apply: 3 migration(s) already applied" in second.stderr
+
+
+def test_migrate_failure_exits_1_naming_the_file(postgres_url: str, tmp_path: Path) -> None:
+    directory = app_migrations(tmp_path)
+    (directory / "V3__broken.sql").write_text("CREATE TABLE fine (id INTEGER);\nCREATE TABLE broken (;\n")
+    result = CliRunner().invoke(app, ["migrate", "--path", str(directory)], env={"IA_DATABASE_URL": postgres_url})
+    assert result.exit_code == 1
+    assert "V3__broken.sql" in result.stderr and "rolled back" in result.stderr and "at line 2" in result.stderr
+
+
+def test_migrate_rejects_a_missing_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["migrate", "--path", str(tmp_path / "nope")], env={"IA_DATABASE_URL": None})
+    assert result.exit_code == 2
+
+
+def test_migrate_with_a_wrong_password_never_prints_it(postgres_server: PostgresForTests, postgres_url: str) -> None:
+    if postgres_server.password_login is None:
+        pytest.skip("no password-checked role on this server")
+    url = with_login(postgres_url, postgres_server.password_login[0], "Wr0ng-Passw0rd")
+    result = CliRunner().invoke(app, ["migrate"], env={"IA_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert "password authentication failed" in result.output
+    assert "Wr0ng-Passw0rd" not in result.output
+
+
+def test_migrate_without_a_url_uses_the_embedded_postgres_and_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["migrate", "--json"], env={"IA_DATABASE_URL": None})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "(embedded)" in result.stderr
+    assert [m["name"] for m in report["applied"]] == ["V001__initial_schema.sql"]
+    pgdata = tmp_path / ".ia" / "pg"
+    assert (pgdata / "PG_VERSION").exists()
+    assert not (pgdata / "postmaster.pid").exists()  # stopped on exit
+    again = CliRunner().invoke(app, ["migrate"], env={"IA_DATABASE_URL": None})
+    assert again.exit_code == 0 and "nothing to apply: 1 migration(s) already applied" in again.stderr
+
+
+def test_console_script_on_sqlite(tmp_path: Path) -> None:
+    directory = app_migrations(tmp_path)
+    env = {**os.environ, "IA_DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}"}
+    done = subprocess.run(
+        [CLI, "migrate", "--path", str(directory), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [m["name"] for m in report["applied"]] == [
+        "V001__initial_schema.sqlite.sql",
+        "V1__widgets.sql",
+        "V2__gadgets.sql",
+    ]
