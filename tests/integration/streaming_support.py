@@ -1,0 +1,172 @@
+"""Helpers for the streaming integration tests: workers as real processes, publishing and collecting records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "ia-modules")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Namespace:
+    """Topic prefix and consumer group of one test, so tests never see each other's records."""
+
+    broker: str
+    prefix: str
+    app_id: str
+
+    @classmethod
+    def fresh(cls, broker: str) -> Namespace:
+        tag = uuid.uuid4().hex[:10]
+        return cls(broker, f"t{tag}", f"app-{tag}")
+
+    def env(self, pipelines_dir: Path, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "IA_BROKER": f"kafka://{self.broker}",
+            "IA_TOPIC_PREFIX": self.prefix,
+            "IA_APP_ID": self.app_id,
+            "IA_PIPELINES_DIR": str(pipelines_dir),
+            "IA_SESSION_TIMEOUT_MS": "3000",
+            "IA_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def topic(self, pipeline: str, suffix: str) -> str:
+        return f"{self.prefix}.{pipeline}.{suffix}"
+
+
+class WorkerProcess:
+    """``ia-modules worker`` in a process of its own, as an operator runs it."""
+
+    def __init__(self, namespace: Namespace, pipelines_dir: Path, log: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log = log
+        environment = namespace.env(pipelines_dir, IA_WEB_PORT=str(self.port), **env)
+        self._log_file = log.open("ab")
+        self.process = subprocess.Popen(
+            [CLI, "worker"], cwd=ROOT, env=environment, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, orjson.loads(error.read())
+        except OSError:
+            return 0, {}
+
+    async def wait_consuming(self, timeout_s: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            status, body = await asyncio.to_thread(self.health)
+            if status == 200:
+                return body
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"worker not consuming after {timeout_s}s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+def publish(
+    namespace: Namespace, pipeline: str, events_file: Path, pipelines_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    """``ia-modules publish`` as a user runs it."""
+    return subprocess.run(
+        [CLI, "publish", pipeline, str(events_file)],
+        cwd=ROOT, env=namespace.env(pipelines_dir), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def publish_raw(broker: str, topic: str, values: Iterable[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+async def collect(broker: str, topic: str, count: int, timeout_s: float = 90) -> list[dict[str, Any]]:
+    """At least ``count`` records of ``topic`` from its beginning, decoded (fewer if the time runs out)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions: set[int] = set()
+        while not partitions and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for batch_records in batch.values():
+                records.extend(orjson.loads(r.value) for r in batch_records if r.value is not None)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def topic_record_count(broker: str, topics: list[str]) -> dict[str, int]:
+    """How many records each topic holds (sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        counts = {}
+        for topic in topics:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            counts[topic] = sum(ends.values())
+        return counts
+    finally:
+        await consumer.stop()
+
+
+def canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

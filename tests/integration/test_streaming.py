@@ -1,0 +1,243 @@
+"""The streaming runtime on a real Apache Kafka: workers as processes, events published as users publish them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ia_modules.pipeline.core import Pipeline
+from ia_modules.pipeline.loader import load_plan
+from streams.topology import build_topology
+from tests.integration.streaming_support import (
+    ROOT,
+    Namespace,
+    WorkerProcess,
+    canonical,
+    collect,
+    publish,
+    publish_raw,
+    topic_record_count,
+)
+
+pytestmark = pytest.mark.integration
+
+SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
+
+
+def pipelines_dir_with(tmp_path: Path, *pipeline_ids: str) -> Path:
+    folder = tmp_path / "pipelines"
+    folder.mkdir(exist_ok=True)
+    for pipeline_id in pipeline_ids:
+        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.json", folder)
+        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.events.jsonl", folder)
+    return folder
+
+
+@pytest.mark.parametrize("fuse", ["1", "0"], ids=["fused", "unfused"])
+@pytest.mark.parametrize("pipeline_id", SHIPPED)
+async def test_streamed_results_equal_in_process_results(
+    kafka_broker: str, tmp_path: Path, pipeline_id: str, fuse: str
+) -> None:
+    folder = pipelines_dir_with(tmp_path, pipeline_id)
+    events_file = folder / f"{pipeline_id}.events.jsonl"
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    namespace = Namespace.fresh(kafka_broker)
+    worker = WorkerProcess(namespace, folder, tmp_path / "worker.log", IA_FUSE=fuse)
+    try:
+        await worker.wait_consuming()
+        published = publish(namespace, pipeline_id, events_file, folder)
+        assert published.returncode == 0, published.stderr
+        results = await collect(kafka_broker, namespace.topic(pipeline_id, "output"), len(events))
+    finally:
+        assert worker.stop() == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert len(results) == len(events), "one result record per event, no more, no less"
+    pipeline = Pipeline(load_plan(folder / f"{pipeline_id}.json"))
+    expected = {}
+    for event in events:
+        result = await pipeline.run(event)
+        expected[canonical(event)] = (result.status, result.outputs)
+    for record in results:
+        assert (record["status"], record["outputs"]) == expected[canonical(record["input"])], record["input"]
+        assert record["pipeline"] == pipeline_id and record["source"]["topic"] == namespace.topic(pipeline_id, "input")
+    topology = build_topology(pipeline.plan, namespace.prefix, namespace.app_id, fuse == "1")
+    carried = await topic_record_count(kafka_broker, topology.stage_topics())
+    assert sum(carried.values()) > 0, f"routing went over the stage topics: {carried}"
+    if fuse == "0":
+        reached = {record["trace"][i]["step"] for record in results for i in range(len(record["trace"]))}
+        ran = {e["step"] for r in results for e in r["trace"] if e["status"] != "skipped"}
+        for stage in topology.stages.values():
+            if stage.name in ran and stage.name != topology.start.name:
+                assert carried[stage.topic] > 0, f"{stage.topic} carried no envelope"
+        assert reached
+
+
+def numbered_events(count: int) -> list[dict[str, object]]:
+    samples = [
+        json.loads(line)
+        for line in (ROOT / "pipelines" / "custom_processing.events.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return [{**samples[i % len(samples)], "seq": i} for i in range(count)]
+
+
+async def test_two_workers_split_the_partitions_and_produce_every_result_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events = numbered_events(400)
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    namespace = Namespace.fresh(kafka_broker)
+    first = WorkerProcess(namespace, folder, tmp_path / "first.log")
+    second = WorkerProcess(namespace, folder, tmp_path / "second.log")
+    try:
+        await first.wait_consuming()
+        await second.wait_consuming()
+        inputs = namespace.topic("custom_processing", "input")
+        for _ in range(100):  # wait until the group has settled on both
+            bodies = [w.health()[1] for w in (first, second)]
+            split = [set(body.get("partitions", {}).get(inputs, [])) for body in bodies]
+            if all(split) and not (split[0] & split[1]) and (split[0] | split[1]) == {0, 1, 2, 3}:
+                break
+            await asyncio.sleep(0.2)
+        assert all(split) and not (split[0] & split[1]), f"partitions not split: {split}"
+        assert publish(namespace, "custom_processing", events_file, folder).returncode == 0
+        results = await collect(kafka_broker, namespace.topic("custom_processing", "output"), len(events))
+    finally:
+        first.stop()
+        second.stop()
+    assert sorted(r["input"]["seq"] for r in results) == list(range(len(events)))
+
+
+async def test_a_worker_killed_mid_stream_loses_no_event(kafka_broker: str, tmp_path: Path) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events = numbered_events(3000)
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    namespace = Namespace.fresh(kafka_broker)
+    doomed = WorkerProcess(namespace, folder, tmp_path / "doomed.log", IA_BATCH_MAX_RECORDS="50")
+    survivor = WorkerProcess(namespace, folder, tmp_path / "survivor.log", IA_BATCH_MAX_RECORDS="50")
+    output = namespace.topic("custom_processing", "output")
+    try:
+        await doomed.wait_consuming()
+        await survivor.wait_consuming()
+        assert publish(namespace, "custom_processing", events_file, folder).returncode == 0
+        while len(await collect(kafka_broker, output, 300, timeout_s=5)) < 300:
+            pass
+        doomed.kill()
+        results = await collect(kafka_broker, output, len(events), timeout_s=120)
+        status, body = survivor.health()
+    finally:
+        survivor.stop()
+    runs: dict[int, set[str]] = defaultdict(set)
+    for record in results:
+        runs[record["input"]["seq"]].add(record["run_id"])
+    missing = sorted(set(range(len(events))) - set(runs))
+    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
+    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
+    assert status == 200 and len(body["partitions"][namespace.topic("custom_processing", "input")]) == 4
+
+
+async def test_join_state_survives_the_death_of_its_worker(kafka_broker: str, tmp_path: Path) -> None:
+    """The fast branch reaches the join on the first worker, which dies in the slow branch; the second worker
+    restores the join from its changelog and completes the run without running the fast branch again."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    stamp = {"step_class": "StampStep", "module": "tests.integration.streaming_steps"}
+    (folder / "survive.json").write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"id": "start", **stamp},
+                    {"id": "fast", **stamp},
+                    {"id": "pre", **stamp, "boundary": True},
+                    {"id": "slow", **stamp},
+                    {"id": "join", **stamp},
+                ],
+                "flow": {
+                    "start_at": "start",
+                    "paths": [
+                        {"from": "start", "to": "fast"},
+                        {"from": "start", "to": "pre"},
+                        {"from": "pre", "to": "slow"},
+                        {"from": "fast", "to": "join"},
+                        {"from": "slow", "to": "join"},
+                    ],
+                },
+                "outputs": {
+                    "fast": "{{ fast.fast_pid }}",
+                    "slow": "{{ slow.slow_pid }}",
+                    "join": "{{ join.join_pid }}",
+                },
+            }
+        )
+    )
+    namespace = Namespace.fresh(kafka_broker)
+    doomed = WorkerProcess(namespace, folder, tmp_path / "doomed.log", CRASH_AT="slow")
+    try:
+        await doomed.wait_consuming()
+        await publish_raw(kafka_broker, namespace.topic("survive", "input"), [b'{"order": 1}'])
+        await asyncio.to_thread(doomed.process.wait, 60)
+        assert doomed.process.returncode == -9, "the first worker died in the slow branch"
+        survivor = WorkerProcess(namespace, folder, tmp_path / "survivor.log")
+        try:
+            await survivor.wait_consuming()
+            [result] = await collect(kafka_broker, namespace.topic("survive", "output"), 1)
+        finally:
+            survivor.stop()
+    finally:
+        doomed.stop()
+    assert result["status"] == "success"
+    assert result["outputs"]["fast"] == doomed.process.pid, "the fast branch ran once, on the first worker"
+    assert result["outputs"]["slow"] == result["outputs"]["join"] == survivor.process.pid
+
+
+async def test_poison_inputs_go_to_the_dead_letter_topic_and_the_worker_goes_on(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "poison.json").write_text(
+        json.dumps(
+            {
+                "steps": [{"id": "doomed", "step_class": "AlwaysFailsStep",
+                           "module": "tests.integration.streaming_steps",
+                           "retry": {"max_attempts": 2, "backoff_s": 0.01}}],
+                "flow": {"start_at": "doomed"},
+            }
+        )
+    )  # fmt: skip
+    namespace = Namespace.fresh(kafka_broker)
+    worker = WorkerProcess(namespace, folder, tmp_path / "worker.log")
+    try:
+        await worker.wait_consuming()
+        await publish_raw(
+            kafka_broker, namespace.topic("poison", "input"), [b"not json at all", b"[1, 2, 3]", b'{"order": 7}']
+        )
+        letters = await collect(kafka_broker, namespace.topic("poison", "dlq"), 3)
+        results = await collect(kafka_broker, namespace.topic("poison", "output"), 1)
+        status, _ = worker.health()
+    finally:
+        assert worker.stop() == 0
+    by_kind = defaultdict(list)
+    for letter in letters:
+        by_kind[letter["kind"]].append(letter)
+    assert len(by_kind["bad_input"]) == 2
+    reasons = {letter["error"]["message"].split(":")[0] for letter in by_kind["bad_input"]}
+    assert reasons == {"not a JSON object but list", "not JSON"}
+    raw = sorted(__import__("base64").b64decode(letter["raw"]) for letter in by_kind["bad_input"])
+    assert raw == [b"[1, 2, 3]", b"not json at all"]
+    [failed] = by_kind["step_failed"]
+    assert (failed["step"], failed["attempts"], failed["error"]["type"]) == ("doomed", 2, "RuntimeError")
+    assert failed["error"]["message"] == "cannot process order 7" and failed["resume_at"] == "doomed"
+    assert failed["envelope"]["input"] == {"order": 7}
+    [result] = results
+    assert result["status"] == "failed" and result["error"]["step"] == "doomed"
+    assert status == 200, "the worker is still consuming"
+    assert orjson.dumps(result)
