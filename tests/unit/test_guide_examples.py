@@ -29,44 +29,43 @@ def mock_service_registry():
     # Mock database
     mock_db = Mock()
     mock_db.execute = Mock()
-    services.register('database', mock_db)
+    services.register("database", mock_db)
 
     # Mock HTTP client
     mock_http = AsyncMock()
-    services.register('http', mock_http)
+    services.register("http", mock_http)
 
     return services
+
 
 @pytest.mark.asyncio
 async def test_data_transform_step():
     """Test data transformation step"""
-    step = DataTransformStep("transform_test", {
-        'transform_type': 'uppercase',
-        'field_name': 'text'
-    })
+    step = DataTransformStep("transform_test", {"transform_type": "uppercase", "field_name": "text"})
 
-    input_data = {'text': 'hello world'}
+    input_data = {"text": "hello world"}
     result = await step.work(input_data)
 
-    assert result['transformed_text'] == 'HELLO WORLD'
-    assert result['original_text'] == 'hello world'
-    assert result['status'] == 'success'
+    assert result["transformed_text"] == "HELLO WORLD"
+    assert result["original_text"] == "hello world"
+    assert result["status"] == "success"
+
 
 @pytest.mark.asyncio
 async def test_database_writer_step(mock_service_registry):
     """Test database writer step"""
-    step = DatabaseWriterStep("db_writer", {'table_name': 'test_table'})
+    step = DatabaseWriterStep("db_writer", {"table_name": "test_table"})
     step.set_services(mock_service_registry)
 
-    input_data = {'transformed_text': 'test content'}
+    input_data = {"transformed_text": "test content"}
     result = await step.work(input_data)
 
     # Verify database was called
-    mock_db = mock_service_registry.get('database')
+    mock_db = mock_service_registry.get("database")
     mock_db.execute.assert_called_once()
 
-    assert result['status'] == 'success'
-    assert result['table'] == 'test_table'
+    assert result["status"] == "success"
+    assert result["table"] == "test_table"
 
 
 # --- tests/test_pipeline_integration.py, as in the guide ---------------------------------------------------
@@ -85,33 +84,24 @@ async def test_full_pipeline_execution():
                 "id": "transform_step",
                 "step_class": "DataTransformStep",
                 "module": "steps.my_custom_steps",
-                "config": {
-                    "transform_type": "uppercase",
-                    "field_name": "message"
-                }
+                "config": {"transform_type": "uppercase", "field_name": "message"},
             }
         ],
-        "flow": {
-            "start_at": "transform_step",
-            "paths": []
-        }
+        "flow": {"start_at": "transform_step", "paths": []},
     }
 
     # Write to temporary file
-    with tempfile.NamedTemporaryFile(mode='w', suffix='.json', delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(mode="w", suffix=".json", delete=False) as tmp:
         json.dump(pipeline_config, tmp)
         pipeline_file = tmp.name
 
     try:
         # Execute pipeline
-        result = await run_pipeline_from_json(
-            pipeline_file=pipeline_file,
-            input_data={'message': 'test message'}
-        )
+        result = await run_pipeline_from_json(pipeline_file=pipeline_file, input_data={"message": "test message"})
 
         # Verify results
-        assert 'transform_step' in result
-        assert result['transform_step']['transformed_text'] == 'TEST MESSAGE'
+        assert "transform_step" in result
+        assert result["transform_step"]["transformed_text"] == "TEST MESSAGE"
 
     finally:
         # Cleanup

@@ -296,8 +296,13 @@ async def test_formatter_rejects_unknown_format_and_missing_data() -> None:
 
 @pytest.mark.parametrize(
     ("transform", "expected"),
-    [("uppercase", "HELLO WORLD"), ("lowercase", "hello world"), ("reverse", "dlroW olleH"),
-     ("title", "Hello World"), ("none", "Hello World")],
+    [
+        ("uppercase", "HELLO WORLD"),
+        ("lowercase", "hello world"),
+        ("reverse", "dlroW olleH"),
+        ("title", "Hello World"),
+        ("none", "Hello World"),
+    ],
 )
 async def test_transform_types(transform: str, expected: str) -> None:
     step = DataTransformStep("t", {"transform_type": transform, "field_name": "msg"})
@@ -385,8 +390,12 @@ async def test_database_writer_sends_quoted_sql_and_parameters() -> None:
     step.set_services(services(database=db))
     result = await step.work({"transformed_text": "HELLO", "id": 7})
 
-    assert result == {"database_write": "success", "table": "analytics.processed", "record_count": 1,
-                      "status": "success"}
+    assert result == {
+        "database_write": "success",
+        "table": "analytics.processed",
+        "record_count": 1,
+        "status": "success",
+    }
     sql, params = db.execute.call_args.args
     assert sql == 'INSERT INTO "analytics"."processed" (content, metadata, processed_at) VALUES (?, ?, ?)'
     assert params[0] == "HELLO"
@@ -433,8 +442,7 @@ async def test_database_writer_reports_or_raises_db_errors() -> None:
 
 async def test_database_writer_without_db_or_text() -> None:
     step = DatabaseWriterStep("writer")
-    assert await step.work({"transformed_text": "x"}) == {"error": "Database service not available",
-                                                         "status": "failed"}
+    assert await step.work({"transformed_text": "x"}) == {"error": "Database service not available", "status": "failed"}
     step.set_services(services(database=Mock()))
     with pytest.raises(ValueError, match="'transformed_text' is missing"):
         await step.work({"text": "x"})
@@ -515,8 +523,12 @@ async def test_api_call_get_returns_json(httpserver: HTTPServer, http: httpx.Asy
     step = APICallStep("api", {"api_url": httpserver.url_for("/v1/status"), "timeout": 5})
     step.set_services(services(http=http))
     result = await step.work({})
-    assert result == {"api_response": {"healthy": True, "version": 3}, "status_code": 200, "success": True,
-                      "status": "success"}
+    assert result == {
+        "api_response": {"healthy": True, "version": 3},
+        "status_code": 200,
+        "success": True,
+        "status": "success",
+    }
 
 
 async def test_api_call_post_sends_payload(httpserver: HTTPServer, http: httpx.AsyncClient) -> None:
@@ -586,9 +598,7 @@ class Notifications:
 
 
 async def test_enhanced_api_calls_then_serves_from_cache(httpserver: HTTPServer, http: httpx.AsyncClient) -> None:
-    httpserver.expect_request("/data", query_string={"id": "42", "kind": "sensor"}).respond_with_json(
-        {"reading": 21.5}
-    )
+    httpserver.expect_request("/data", query_string={"id": "42", "kind": "sensor"}).respond_with_json({"reading": 21.5})
     cache, notes = DictCache(), Notifications()
     step = EnhancedAPIStep("enh", {"endpoint": httpserver.url_for("/data")})
     step.set_services(services(http=http, cache=cache, notifications=notes))
@@ -617,9 +627,7 @@ async def test_enhanced_api_param_fields_and_records_without_id(
     assert len(cache.values) == 2  # records without an id do not share a cache entry
 
 
-async def test_enhanced_api_failure_is_reported_and_notified(
-    httpserver: HTTPServer, http: httpx.AsyncClient
-) -> None:
+async def test_enhanced_api_failure_is_reported_and_notified(httpserver: HTTPServer, http: httpx.AsyncClient) -> None:
     httpserver.expect_request("/data").respond_with_data("boom", status=503)
     notes = Notifications()
     step = EnhancedAPIStep("enh", {"endpoint": httpserver.url_for("/data")})
@@ -754,7 +762,9 @@ async def test_robust_processing_extracts_validated_fields() -> None:
 async def test_robust_processing_reports_validation_and_processing_errors() -> None:
     step = RobustProcessingStep("robust", {"required_fields": ["id"], "field_types": {"amount": "number"}})
     assert await step.work({"amount": 1}) == {
-        "error": "Required field 'id' missing from input data", "error_type": "validation", "status": "failed"
+        "error": "Required field 'id' missing from input data",
+        "error_type": "validation",
+        "status": "failed",
     }
     result = await step.work({"id": 1, "amount": "12"})
     assert result["error"] == "Field 'amount' must be of type number, got str"
@@ -805,33 +815,57 @@ async def test_order_intake_normalises() -> None:
 
 
 async def test_order_intake_lists_every_problem() -> None:
-    bad = {**ORDER_EVENT, "order_id": "", "items": [{"sku": "A", "quantity": 0, "unit_price": -1}, "x"],
-           "billing_country": "Germany"}
+    bad = {
+        **ORDER_EVENT,
+        "order_id": "",
+        "items": [{"sku": "A", "quantity": 0, "unit_price": -1}, "x"],
+        "billing_country": "Germany",
+    }
     with pytest.raises(ValueError) as info:
         await OrderIntakeStep("intake").work(bad)
     message = str(info.value)
-    for expected in ("order_id must be a non-empty string", "items[0].quantity must be a positive integer",
-                     "items[0].unit_price must be a non-negative number", "items[1] must be an object",
-                     "billing_country must be an ISO 3166 alpha-2 country code"):
+    for expected in (
+        "order_id must be a non-empty string",
+        "items[0].quantity must be a positive integer",
+        "items[0].unit_price must be a non-negative number",
+        "items[1] must be an object",
+        "billing_country must be an ISO 3166 alpha-2 country code",
+    ):
         assert expected in message
 
 
 async def test_pricing_applies_coupon_shipping_and_tax() -> None:
-    step = PricingStep("pricing", {
-        "coupons": {"TEN": {"type": "percent", "value": 10, "min_subtotal": 50}},
-        "free_shipping_over": 150,
-        "tax_rates": {"DE": 0.19},
-    })
+    step = PricingStep(
+        "pricing",
+        {
+            "coupons": {"TEN": {"type": "percent", "value": 10, "min_subtotal": 50}},
+            "free_shipping_over": 150,
+            "tax_rates": {"DE": 0.19},
+        },
+    )
     quote = (await step.work({"order": await normalised(coupon="ten")}))["quote"]
     # goods 60.07 - 6.01 = 54.06; shipping 4.90 + 0.40 * 2.75 = 6.00; tax 19% of 60.06 = 11.41
-    assert quote == {"currency": "EUR", "subtotal": 60.07, "discount": 6.01,
-                     "coupon": {"code": "TEN", "applied": True, "amount": 6.01},
-                     "shipping": 6.0, "tax_rate": 0.19, "tax": 11.41, "total": 71.47}
+    assert quote == {
+        "currency": "EUR",
+        "subtotal": 60.07,
+        "discount": 6.01,
+        "coupon": {"code": "TEN", "applied": True, "amount": 6.01},
+        "shipping": 6.0,
+        "tax_rate": 0.19,
+        "tax": 11.41,
+        "total": 71.47,
+    }
 
 
 async def test_pricing_rejects_coupons_below_minimum_and_ships_free_above_threshold() -> None:
-    step = PricingStep("pricing", {"coupons": {"BIG": {"type": "fixed", "value": 20, "min_subtotal": 100}},
-                                   "free_shipping_over": 50, "tax_rates": {"DE": 0.19}})
+    step = PricingStep(
+        "pricing",
+        {
+            "coupons": {"BIG": {"type": "fixed", "value": 20, "min_subtotal": 100}},
+            "free_shipping_over": 50,
+            "tax_rates": {"DE": 0.19},
+        },
+    )
     result = await step.work({"order": await normalised(coupon="BIG")})
     assert result["quote"]["coupon"] == {"code": "BIG", "applied": False, "reason": "subtotal below 100.0"}
     assert result["quote"]["shipping"] == 0.0
@@ -866,25 +900,41 @@ async def test_risk_scoring_fraud_pattern_is_high_risk() -> None:
     )
     result = await RiskScoringStep("risk").work({"order": order})
     signals = {s["signal"] for s in result["assessment"]["signals"]}
-    assert signals == {"new_account", "first_order", "shipping_country_mismatch", "ip_country_mismatch",
-                       "card_country_mismatch", "high_risk_goods", "gift_cards", "disposable_email",
-                       "express_on_new_account"}
+    assert signals == {
+        "new_account",
+        "first_order",
+        "shipping_country_mismatch",
+        "ip_country_mismatch",
+        "card_country_mismatch",
+        "high_risk_goods",
+        "gift_cards",
+        "disposable_email",
+        "express_on_new_account",
+    }
     assert result["risk_score"] == 100  # 170 points, capped
     assert result["assessment"]["level"] == "high"
 
 
 @pytest.mark.parametrize(
     ("score", "total", "decision"),
-    [(0, 100.0, "approve"), (39, 100.0, "approve"), (40, 100.0, "review"), (10, 2600.0, "review"),
-     (75, 100.0, "decline"), (100, 5000.0, "decline")],
+    [
+        (0, 100.0, "approve"),
+        (39, 100.0, "approve"),
+        (40, 100.0, "review"),
+        (10, 2600.0, "review"),
+        (75, 100.0, "decline"),
+        (100, 5000.0, "decline"),
+    ],
 )
 async def test_order_decision(score: int, total: float, decision: str) -> None:
     step = OrderDecisionStep("decide", {"review_threshold": 40, "decline_threshold": 75, "auto_approve_limit": 2500})
-    result = await step.work({
-        "order": await normalised(),
-        "quote": {"total": total, "currency": "EUR"},
-        "assessment": {"score": score, "level": "x", "signals": [{"detail": "why", "points": score}]},
-    })
+    result = await step.work(
+        {
+            "order": await normalised(),
+            "quote": {"total": total, "currency": "EUR"},
+            "assessment": {"score": score, "level": "x", "signals": [{"detail": "why", "points": score}]},
+        }
+    )
     assert result["decision"] == decision
     assert result["order_summary"]["total"] == total
     assert result["order_summary"]["risk_score"] == score
@@ -902,8 +952,9 @@ async def test_order_decision_needs_both_branches() -> None:
 
 
 async def test_fulfilment_plan() -> None:
-    order = await normalised(items=[{"sku": "GR-1", "category": "garden", "quantity": 2, "unit_price": 10,
-                                     "weight_kg": 22.5}])
+    order = await normalised(
+        items=[{"sku": "GR-1", "category": "garden", "quantity": 2, "unit_price": 10, "weight_kg": 22.5}]
+    )
     plan = (await FulfilmentPlannerStep("plan").work({"order": order}))["plan"]
     assert plan["warehouse"] == "WH-DE-LEJ" and plan["in_region"] is True
     assert plan["parcels"] == 3  # 45 kg in parcels of at most 20 kg
@@ -915,12 +966,23 @@ async def test_fulfilment_plan() -> None:
 
 
 async def test_review_ticket() -> None:
-    data = {"decision": "decline", "reasons": ["card issued in US"],
-            "order_summary": {"order_id": "ORD-9", "customer_id": "C9", "total": 120.0, "risk_score": 80}}
+    data = {
+        "decision": "decline",
+        "reasons": ["card issued in US"],
+        "order_summary": {"order_id": "ORD-9", "customer_id": "C9", "total": 120.0, "risk_score": 80},
+    }
     ticket = (await ReviewQueueStep("review").work(data))["ticket"]
-    assert ticket == {"ticket_id": "REV-ORD-9", "queue": "declined_orders", "priority": "high",
-                      "action": "void_authorisation", "order_id": "ORD-9", "customer_id": "C9",
-                      "risk_score": 80, "total": 120.0, "reasons": ["card issued in US"]}
+    assert ticket == {
+        "ticket_id": "REV-ORD-9",
+        "queue": "declined_orders",
+        "priority": "high",
+        "action": "void_authorisation",
+        "order_id": "ORD-9",
+        "customer_id": "C9",
+        "risk_score": 80,
+        "total": 120.0,
+        "reasons": ["card issued in US"],
+    }
     with pytest.raises(ValueError, match="got decision 'approve'"):
         await ReviewQueueStep("review").work({**data, "decision": "approve"})
 
@@ -928,8 +990,12 @@ async def test_review_ticket() -> None:
 # --- resilient ingest --------------------------------------------------------------------------------------
 
 READING = {
-    "record_id": "rd-1", "sensor_id": "temp-a1", "site": "plant-a", "unit": "C",
-    "readings": [20, 21.5, 150], "recorded_at": "2024-09-03T12:00:00+02:00",
+    "record_id": "rd-1",
+    "sensor_id": "temp-a1",
+    "site": "plant-a",
+    "unit": "C",
+    "readings": [20, 21.5, 150],
+    "recorded_at": "2024-09-03T12:00:00+02:00",
 }
 
 
@@ -940,19 +1006,37 @@ async def validated(**changes: Any) -> dict[str, Any]:
 
 async def test_validator_normalises_record() -> None:
     record = await validated()
-    assert record == {"record_id": "rd-1", "sensor_id": "temp-a1", "site": "plant-a", "unit": "C",
-                      "readings": [20.0, 21.5, 150.0], "recorded_at": "2024-09-03T10:00:00Z"}
+    assert record == {
+        "record_id": "rd-1",
+        "sensor_id": "temp-a1",
+        "site": "plant-a",
+        "unit": "C",
+        "readings": [20.0, 21.5, 150.0],
+        "recorded_at": "2024-09-03T10:00:00Z",
+    }
 
 
 async def test_validator_raises_on_malformed_records() -> None:
-    bad = {"record_id": "", "sensor_id": "s", "site": "", "unit": "F", "readings": [1, "n/a", True],
-           "recorded_at": "2024-09-03T10:00:00", "transient_failures": -1}
+    bad = {
+        "record_id": "",
+        "sensor_id": "s",
+        "site": "",
+        "unit": "F",
+        "readings": [1, "n/a", True],
+        "recorded_at": "2024-09-03T10:00:00",
+        "transient_failures": -1,
+    }
     with pytest.raises(InvalidRecordError) as info:
         await ReadingValidatorStep("validate").work(bad)
     message = str(info.value)
-    for expected in ("record_id '' is not a valid id", "site must be a non-empty string",
-                     "unit 'F' is not one of C, %RH, kPa, ppm, lux", "[1]='n/a', [2]=True",
-                     "has no time zone", "transient_failures must be a non-negative integer"):
+    for expected in (
+        "record_id '' is not a valid id",
+        "site must be a non-empty string",
+        "unit 'F' is not one of C, %RH, kPa, ppm, lux",
+        "[1]='n/a', [2]=True",
+        "has no time zone",
+        "transient_failures must be a non-negative integer",
+    ):
         assert expected in message
     with pytest.raises(InvalidRecordError, match="readings must be a non-empty list"):
         await ReadingValidatorStep("validate").work({**READING, "readings": []})
@@ -970,8 +1054,12 @@ async def test_calibration_lookup_fails_the_first_n_attempts_of_a_run(run_id: An
         with pytest.raises(TransientUpstreamError, match=f"attempt {attempt}; .* lasts 2 attempt"):
             await step.work(data)
     result = await step.work(data)
-    assert result == {"calibration": {"sensor_id": "temp-a1", "offset": -0.5, "scale": 1.0},
-                      "calibration_known": True, "attempts": 3, "status": "ok"}
+    assert result == {
+        "calibration": {"sensor_id": "temp-a1", "offset": -0.5, "scale": 1.0},
+        "calibration_known": True,
+        "attempts": 3,
+        "status": "ok",
+    }
     assert step._attempts == {}  # dropped on success
     # a new run of the same record starts again from the first attempt
     run_id("run-b")
@@ -1033,9 +1121,12 @@ async def test_mark_for_review() -> None:
     result = await MarkForReviewStep("review").work({"record": await validated(), "status": "failed", "error": error})
     assert result["review_required"] is True
     assert result["review"] == {
-        "queue": "calibration_review", "record_id": "rd-1", "sensor_id": "temp-a1",
+        "queue": "calibration_review",
+        "record_id": "rd-1",
+        "sensor_id": "temp-a1",
         "reason": "calibration lookup failed (TransientUpstreamError): calibration service unavailable",
-        "error_type": "TransientUpstreamError", "raw_readings_kept": 3,
+        "error_type": "TransientUpstreamError",
+        "raw_readings_kept": 3,
     }
     with pytest.raises(ValueError, match="'error' is missing"):
         await MarkForReviewStep("review").work({"record": await validated()})
