@@ -110,6 +110,8 @@ class Worker:
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.result_listeners: list[ResultListener] = []
+        self.ready = asyncio.Event()
+        """Set once the worker has partitions and is consuming them."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -172,6 +174,7 @@ class Worker:
                 batch = fetch.result()
                 if self.stats.consuming_since is None and self._consumer.assignment():
                     self.stats.consuming_since = time.time()
+                    self.ready.set()
                 if batch:
                     async with self._lock:
                         await self._process(batch)

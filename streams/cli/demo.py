@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,10 @@ from ..services import build_services
 from ..settings import Settings
 from .output import err
 
-out = Console(highlight=False, soft_wrap=False)
+out = Console(highlight=False, soft_wrap=True)
+
+DETAIL_CHARS = 150
+"""How much of a result the demo prints on its one line."""
 
 
 @dataclass
@@ -63,7 +68,7 @@ async def run_in_process(settings: Settings) -> list[Tally]:
                 result = await pipeline.run(line.event, services)
                 tally.events += 1
                 tally.statuses[result.status] = tally.statuses.get(result.status, 0) + 1
-                out.print(_result_line(result.status, result.outputs, result.error), markup=True, crop=True)
+                out.print(_result_line(result.status, result.outputs, result.error))
             tally.seconds = time.perf_counter() - started
     finally:
         await services.cleanup_all()
@@ -71,7 +76,8 @@ async def run_in_process(settings: Settings) -> list[Tally]:
 
 
 def _result_line(status: str, outputs: Any, error: dict[str, Any] | None) -> str:
-    detail = escape(orjson.dumps(outputs).decode())
+    text = orjson.dumps(outputs).decode()
+    detail = escape(text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…")
     if error:
         reason = escape(f"{error['step']}: {error['type']}: {error['message']}")
         return f"[red]✗ {reason}[/red] {detail}"
@@ -80,33 +86,108 @@ def _result_line(status: str, outputs: Any, error: dict[str, Any] | None) -> str
 
 def summary(tallies: list[Tally]) -> Table:
     table = Table(title="demo summary", title_justify="left")
-    for column in ("pipeline", "events", "success", "failed", "ms/run"):
+    for column in ("pipeline", "events", "success", "failed", "seconds"):
         table.add_column(column, justify="left" if column == "pipeline" else "right")
     for tally in tallies:
-        per_run = tally.seconds * 1000 / tally.events if tally.events else 0.0
         table.add_row(
             tally.pipeline,
             str(tally.events),
             str(tally.statuses.get("success", 0)),
             str(tally.statuses.get("failed", 0)),
-            f"{per_run:.2f}",
+            f"{tally.seconds:.2f}",
         )
     return table
 
 
-def demo(
-    in_process: Annotated[bool, typer.Option("--in-process", help="run the pipelines in this process")] = True,
-) -> None:
-    """Run every shipped pipeline on its sample events and print the results and a summary."""
-    import asyncio
+async def run_streaming(settings: Settings) -> list[Tally]:
+    """Start a worker (on the embedded broker unless IA_BROKER is set), publish every pipeline's sample events,
+    print each result as it arrives on the output topic, and stop everything that was started."""
+    from aiokafka import AIOKafkaProducer
 
-    settings = Settings()
+    from ..cluster import bootstrap_servers
+    from ..producer import produce
+    from ..publishing import event_emission
+    from ..reading import end_offsets, read_records
+    from ..serve import broker_for_worker, load_plans
+    from ..worker import Worker, WorkerOptions
+
+    plans = await asyncio.to_thread(load_plans, settings.pipelines_dir)
+    services = await build_services(settings.services)
+    tallies: list[Tally] = []
     try:
-        tallies = asyncio.run(run_in_process(settings))
+        async with broker_for_worker(settings) as (broker, session_timeout_ms):
+            options = WorkerOptions(settings.app_id, settings.topic_prefix, settings.fuse,
+                                    settings.replication_factor, session_timeout_ms)  # fmt: skip
+            worker = Worker(plans, broker, services, options)
+            started = time.perf_counter()
+            await worker.start()
+            running = asyncio.create_task(worker.run())
+            await worker.ready.wait()
+            err.print(f"worker consuming on {broker} after {time.perf_counter() - started:.2f}s")
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
+            await producer.start()
+            try:
+                for runtime in worker.runtimes:
+                    tallies.append(await _stream_one(runtime, broker, producer, produce, event_emission,
+                                                     end_offsets, read_records))  # fmt: skip
+            finally:
+                await producer.stop()
+                worker.stop()
+                await running
+    finally:
+        await services.cleanup_all()
+    return tallies
+
+
+async def _stream_one(runtime: Any, broker: str, producer: Any, produce: Any, event_emission: Any,
+                      end_offsets: Any, read_records: Any) -> Tally:  # fmt: skip
+    plan, topology = runtime.plan, runtime.topology
+    file = Path(plan.source)
+    events_file = events_file_for(file)
+    tally = Tally(plan.id)
+    out.rule(f"[bold]{plan.id}[/bold]: {plan.name} ({events_file.name} → {topology.input_topics[0]})")
+    if not events_file.is_file():
+        err.print(f"[yellow]no sample events at {events_file}[/yellow]")
+        return tally
+    start = await end_offsets(broker, topology.output_topic)
+    emissions: list[Any] = []
+    async for line in read_events(events_file):
+        if line.event is None:
+            tally.bad_lines += 1
+            err.print(f"{events_file}:{line.line}: {line.problem}", markup=False)
+            continue
+        emissions.append(event_emission(plan, topology, line.event, len(emissions)))
+    started = time.perf_counter()
+    await produce(producer, emissions)
+    async for record in read_records(broker, topology.output_topic, start=start, limit=len(emissions), idle_s=30):
+        tally.events += 1
+        tally.statuses[record["status"]] = tally.statuses.get(record["status"], 0) + 1
+        out.print(_result_line(record["status"], record["outputs"], record["error"]))
+    tally.seconds = time.perf_counter() - started
+    if tally.events < len(emissions):
+        err.print(f"[red]{plan.id}: {len(emissions) - tally.events} result(s) did not arrive within 30 s[/red]")
+    return tally
+
+
+def demo(
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="run the pipelines in this process instead of through a worker")
+    ] = False,
+) -> None:
+    """Run every shipped pipeline on its sample events and print the results and a summary.
+
+    By default through a worker on the embedded broker (or IA_BROKER): events are published to each
+    pipeline's input topic and results read from its output topic."""
+    settings = Settings()
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        tallies = asyncio.run(run_in_process(settings) if in_process else run_streaming(settings))
     except PipelineConfigError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
     out.print(summary(tallies))
     if not tallies:
         err.print(f"[red]no pipelines in {settings.pipelines_dir}[/red]")
+        raise typer.Exit(1)
+    if any(tally.events == 0 or tally.bad_lines for tally in tallies):
         raise typer.Exit(1)

@@ -6,21 +6,20 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.errors import PipelineConfigError
-from ia_modules.pipeline.templates import Scope, render_text
 
 from ..cluster import bootstrap_servers
 from ..emission import Emission
-from ..envelope import partition_for
 from ..events_file import read_events
+from ..publishing import event_emission
+from ..reading import read_records
 from ..serve import NoBrokerError, broker_for_clients, serve
 from ..settings import Settings
 from ..topology import Topology, build_topology
@@ -66,14 +65,6 @@ def worker(
         raise typer.Exit(2) from None
 
 
-def event_key(plan: PipelinePlan, event: dict[str, Any]) -> str | None:
-    """The partition key a worker gives this event (``stream.key``), so publishing puts it where it runs."""
-    if plan.key is None:
-        return None
-    value = plan.key.resolve(Scope(event, plan.parameters, {}))
-    return None if value is None or value == "" else render_text(value)
-
-
 def publish(
     pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
     file: Annotated[str, typer.Argument(help="JSON-lines file of events, or - for stdin")] = "-",
@@ -105,7 +96,6 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) ->
 
     broker = await broker_for_clients(settings)
     topology = _topology(plan, settings)
-    topic = topology.input_topics[0]
     total = await asyncio.to_thread(_count_lines, path) if path else None
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
     await producer.start()
@@ -124,10 +114,7 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) ->
                     err.print(f"{label}:{line.line}: {line.problem}", markup=False)
                     bad += 1
                     continue
-                key = event_key(plan, line.event)
-                partition = partition_for(key.encode(), topology.partitions) if key else sent % topology.partitions
-                value = orjson.dumps(line.event)
-                chunk.append(Emission(topic, partition, key.encode() if key else None, value))
+                chunk.append(event_emission(plan, topology, line.event, sent + len(chunk)))
                 if len(chunk) >= 1000:
                     sent += await produce(producer, chunk)
                     chunk = []
@@ -167,41 +154,18 @@ def consume(
 
 
 async def _consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, idle_s: float) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     broker = await broker_for_clients(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False)
-    await consumer.start()
     count = 0
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()  # the topic may be newer than the client's metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
-        idle_since = time.monotonic()
-        while limit is None or count < limit:
-            left = idle_s - (time.monotonic() - idle_since)
-            if left <= 0:
-                break
-            batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+    lines: list[bytes] = []
+    start = "beginning" if from_beginning else "end"
+    async for record in read_records(broker, topic, start=start, limit=limit, idle_s=idle_s):
+        lines.append(json_line(record))
+        count += 1
+        if len(lines) >= 100:
+            await write_stdout(b"".join(lines))
             lines = []
-            for records in batch.values():
-                for record in records:
-                    if limit is not None and count >= limit:
-                        break
-                    lines.append(json_line(orjson.loads(record.value or b"null")))
-                    count += 1
-            if lines:
-                idle_since = time.monotonic()
-                await write_stdout(b"".join(lines))
-    finally:
-        await consumer.stop()
+    if lines:
+        await write_stdout(b"".join(lines))
     return count
 
 

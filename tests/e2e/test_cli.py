@@ -167,11 +167,18 @@ def test_graph_draws_mermaid_and_dot(shout: Path) -> None:
     assert '"s_upper" -> "s_reverse" [label="result.transformed_text starts_with \'H\'"];' in dot.stdout
 
 
-def test_demo_runs_every_shipped_pipeline() -> None:
-    done = cli("demo")
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["through-a-worker", "in-process"])
+def test_demo_runs_every_shipped_pipeline(mode: list[str]) -> None:
+    done = cli("demo", *mode)
     assert done.returncode == 0, done.stderr
     shipped = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
     assert len(shipped) >= 3
+    summary = done.stdout[done.stdout.index("demo summary") :]
     for pipeline_id in shipped:
-        assert pipeline_id in done.stdout
-    assert "demo summary" in done.stdout
+        events = sum(1 for line in (ROOT / "pipelines" / f"{pipeline_id}.events.jsonl").open() if line.strip())
+        row = next(line for line in summary.splitlines() if f" {pipeline_id} " in line)
+        assert f" {events} " in row, row
+    assert done.stdout.count("✓") + done.stdout.count("✗") >= 150
+    if not mode:
+        assert "worker consuming on 127.0.0.1:" in done.stderr
+        assert not (ROOT / ".ia" / "broker.json").exists(), "the embedded broker was stopped"
