@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,11 @@ tests/kafka/lib/.fetched: tests/kafka/pom.xml
 	cd tests/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib
 	touch $@
 
-test: lint typecheck tests/kafka/lib/.fetched
+# Debian packages the tests use (CI runs as root): Graphviz renders what `ia-modules graph --format dot` draws.
+system-packages:
+	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+
+test: lint typecheck system-packages tests/kafka/lib/.fetched
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev

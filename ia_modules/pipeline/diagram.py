@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from .compiler import PipelinePlan
 from .graph import END, Edge
+
+
+@dataclass(frozen=True)
+class Group:
+    """Steps drawn in one box, such as a streaming stage and the topic it consumes."""
+
+    label: str
+    steps: Sequence[str]
+
 
 _TERMINAL_LABELS = {"end": "end", "end_with_success": "end (success)", "end_with_failure": "end (failure)"}
 
@@ -19,13 +31,20 @@ def _terminals(plan: PipelinePlan) -> list[str]:
     return sorted({e.terminal or "end" for e in plan.graph.edges if e.target == END})
 
 
-def to_mermaid(plan: PipelinePlan) -> str:
-    """A Mermaid flowchart of the pipeline."""
+def to_mermaid(plan: PipelinePlan, groups: Sequence[Group] = ()) -> str:
+    """A Mermaid flowchart of the pipeline; ``groups`` become subgraphs."""
     lines = ["flowchart TD"]
-    for step_id, step in plan.steps.items():
-        lines.append(
-            f'  s_{step_id.replace("-", "_")}["{_mermaid(step_id)}<br/><small>{step.step_class.__name__}</small>"]'
-        )
+
+    def node(step_id: str) -> str:
+        step = plan.steps[step_id]
+        return f'  s_{step_id.replace("-", "_")}["{_mermaid(step_id)}<br/><small>{step.step_class.__name__}</small>"]'
+
+    grouped = {step for group in groups for step in group.steps}
+    for index, group in enumerate(groups):
+        lines.append(f'  subgraph g{index}["{_mermaid(group.label)}"]')
+        lines.extend("  " + node(step_id) for step_id in group.steps)
+        lines.append("  end")
+    lines.extend(node(step_id) for step_id in plan.steps if step_id not in grouped)
     for terminal in _terminals(plan):
         lines.append(f'  __{terminal}(("{_TERMINAL_LABELS[terminal]}"))')
     for edge in plan.graph.edges:
@@ -36,15 +55,24 @@ def to_mermaid(plan: PipelinePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dot(plan: PipelinePlan) -> str:
-    """A Graphviz DOT digraph of the pipeline."""
+def to_dot(plan: PipelinePlan, groups: Sequence[Group] = ()) -> str:
+    """A Graphviz DOT digraph of the pipeline; ``groups`` become clusters."""
     lines = [
         f'digraph "{_dot(plan.id)}" {{',
         "  rankdir=TB;",
         '  node [shape=box, style=rounded, fontname="Helvetica"];',
     ]
-    for step_id, step in plan.steps.items():
-        lines.append(f'  "s_{_dot(step_id)}" [label="{_dot(step_id)}\\n{_dot(step.step_class.__name__)}"];')
+
+    def node(step_id: str) -> str:
+        label = f"{_dot(step_id)}\\n{_dot(plan.steps[step_id].step_class.__name__)}"
+        return f'  "s_{_dot(step_id)}" [label="{label}"];'
+
+    grouped = {step for group in groups for step in group.steps}
+    for index, group in enumerate(groups):
+        lines.append(f'  subgraph cluster_{index} {{ label="{_dot(group.label)}"; style=dashed;')
+        lines.extend("  " + node(step_id) for step_id in group.steps)
+        lines.append("  }")
+    lines.extend(node(step_id) for step_id in plan.steps if step_id not in grouped)
     for terminal in _terminals(plan):
         lines.append(f'  "__{terminal}" [label="{_TERMINAL_LABELS[terminal]}", shape=doublecircle];')
     for edge in plan.graph.edges:

@@ -138,12 +138,26 @@ async def _run_one(pipeline: Pipeline, event: dict[str, Any], services: Any, exp
 def graph(
     pipeline: Annotated[str, typer.Argument(help="pipeline file or id")],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="mermaid or dot")] = GraphFormat.mermaid,
+    stages: Annotated[
+        bool, typer.Option("--stages/--no-stages", help="box the steps of each streaming stage with its topic")
+    ] = True,
 ) -> None:
-    """Draw the pipeline's flow graph (steps, conditions on the edges) as Mermaid or Graphviz DOT."""
-    from ia_modules.pipeline.diagram import to_dot, to_mermaid
+    """Draw the pipeline's flow graph (steps, conditions on the edges, stages and their topics) as Mermaid or
+    Graphviz DOT."""
+    from ia_modules.pipeline.diagram import Group, to_dot, to_mermaid
 
-    plan = load_pipeline(pipeline, Settings()).plan
-    typer.echo(to_mermaid(plan) if format is GraphFormat.mermaid else to_dot(plan), nl=False)
+    from ..topology import build_topology
+
+    settings = Settings()
+    plan = load_pipeline(pipeline, settings).plan
+    groups: list[Group] = []
+    if stages:
+        topology = build_topology(plan, settings.topic_prefix, settings.app_id, settings.fuse)
+        for stage in topology.stages.values():
+            topic = " | ".join(topology.input_topics) if stage.is_start else stage.topic
+            groups.append(Group(f"stage {stage.name} ← {topic}", stage.steps))
+    text = to_mermaid(plan, groups) if format is GraphFormat.mermaid else to_dot(plan, groups)
+    typer.echo(text, nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -182,3 +182,15 @@ def test_demo_runs_every_shipped_pipeline(mode: list[str]) -> None:
     if not mode:
         assert "worker consuming on 127.0.0.1:" in done.stderr
         assert not (ROOT / ".ia" / "broker.json").exists(), "the embedded broker was stopped"
+
+
+def test_graph_dot_renders_with_graphviz_and_boxes_each_stage_with_its_topic() -> None:
+    dot = cli("graph", "custom_processing", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    rendered = subprocess.run(["dot", "-Tsvg"], input=dot.stdout, capture_output=True, text=True, check=False)
+    assert rendered.returncode == 0, rendered.stderr
+    svg = rendered.stdout
+    for step in ("data_loader", "quality_checker", "advanced_processor", "standard_processor", "output_formatter"):
+        assert f">{step}</text>" in svg
+    assert "stage advanced_processor ← ia.custom_processing.advanced_processor" in svg
+    assert "result.quality_score &gt; parameters.quality_threshold" in svg
