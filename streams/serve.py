@@ -13,10 +13,10 @@ from pathlib import Path
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.loader import load_plan, pipeline_files
 
+from .app import create_app
 from .embedded_broker import embedded_broker, find_recorded_broker
 from .services import build_services
 from .settings import Settings
-from .web import start_web
 from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("ia_modules.streams")
@@ -75,7 +75,8 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, worker.stop)
-            web = await start_web(worker, "0.0.0.0", settings.web_port)
+            app = create_app(worker, web_port=settings.web_port, datadir=Path(".ia") / "faust")
+            app_starting = asyncio.create_task(app.start())  # its consumer group joins while ours does
             try:
                 await worker.start()
                 logger.info("worker started on %s: %s", broker, ", ".join(p.id for p in plans))
@@ -83,7 +84,8 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                     ready.set()
                 await worker.run()
             finally:
-                await web.cleanup()
+                await asyncio.gather(app_starting, return_exceptions=True)
+                await app.stop()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
     finally:

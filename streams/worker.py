@@ -108,7 +108,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self.result_listeners: list[ResultListener] = []
         self.ready = asyncio.Event()
         """Set once the worker has partitions and is consuming them."""
@@ -159,7 +158,6 @@ class Worker:
     async def run(self) -> None:
         """Consume until ``stop`` is called; then finish the batch in hand, commit it, and leave the group."""
         assert self._consumer is not None
-        self._tasks.append(asyncio.create_task(self._sweep_joins(), name="join-timeouts"))
         try:
             while not self._stopping.is_set():
                 fetch = asyncio.ensure_future(
@@ -185,9 +183,6 @@ class Worker:
         self._stopping.set()
 
     async def _shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -279,23 +274,21 @@ class Worker:
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 
-    async def _sweep_joins(self) -> None:
-        """Fail the runs whose joins waited past ``stream.join_timeout_s``; forget old fired markers."""
-        assert self._producer is not None
-        timeouts = [runtime.plan.model.stream.join_timeout_s for runtime in self.runtimes]
-        interval = min([max(0.2, min(5.0, t / 10)) for t in timeouts] or [5.0])
-        while True:
-            await asyncio.sleep(interval)
-            async with self._lock:
-                for runtime in self.runtimes:
-                    timeout_s = runtime.plan.model.stream.join_timeout_s
-                    emissions = await runtime.runner.expire_joins(timeout_s)
-                    emissions.extend(runtime.store.purge_fired(int((time.time() - 2 * timeout_s) * 1000)))
-                    emissions.extend(runtime.store.take_partial_writes())
-                    if emissions:
-                        await produce(self._producer, emissions)
-                        await produce(self._producer, runtime.store.take_fired_writes())
-                        await self._notify(emissions)
+    async def sweep_joins(self) -> None:
+        """Fail the runs whose joins waited past ``stream.join_timeout_s``; forget old fired markers.
+        The Faust app calls this on a timer."""
+        if self._producer is None:
+            return
+        async with self._lock:
+            for runtime in self.runtimes:
+                timeout_s = runtime.plan.model.stream.join_timeout_s
+                emissions = await runtime.runner.expire_joins(timeout_s)
+                emissions.extend(runtime.store.purge_fired(int((time.time() - 2 * timeout_s) * 1000)))
+                emissions.extend(runtime.store.take_partial_writes())
+                if emissions:
+                    await produce(self._producer, emissions)
+                    await produce(self._producer, runtime.store.take_fired_writes())
+                    await self._notify(emissions)
 
     # -- rebalancing -------------------------------------------------------------------------------------------
 

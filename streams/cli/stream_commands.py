@@ -39,7 +39,8 @@ def worker(
     With IA_BROKER unset it starts the embedded broker (and stops it on exit)."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    for noisy in ("aiokafka", "faust", "mode"):  # their INFO lines narrate every start; ours say what matters
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     started = time.monotonic()
     ready = asyncio.Event()
 
