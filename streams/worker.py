@@ -13,9 +13,8 @@ import logging
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -35,8 +34,6 @@ from .stage_runner import InputRecord, StageRunner
 from .topology import Stage, Topology, build_topology
 
 logger = logging.getLogger("ia_modules.streams.worker")
-
-ResultListener = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass
@@ -108,7 +105,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self.result_listeners: list[ResultListener] = []
         self.ready = asyncio.Event()
         """Set once the worker has partitions and is consuming them."""
 
@@ -211,7 +207,6 @@ class Worker:
         fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
         if fired:
             self.stats.produced += await produce(self._producer, fired)
-        await self._notify(emissions)
         offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
         try:
             await self._consumer.commit(offsets)
@@ -260,18 +255,6 @@ class Worker:
             logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
             return [runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))]
 
-    async def _notify(self, emissions: list[Emission]) -> None:
-        if not self.result_listeners:
-            return
-        outputs = {runtime.topology.output_topic for runtime in self.runtimes}
-        results = [e for e in emissions if e.topic in outputs]
-        if results:
-            import orjson
-
-            records = [orjson.loads(e.value or b"null") for e in results]
-            for listener in self.result_listeners:
-                await listener(records)
-
     # -- join timeouts ------------------------------------------------------------------------------------------
 
     async def sweep_joins(self) -> None:
@@ -288,7 +271,6 @@ class Worker:
                 if emissions:
                     await produce(self._producer, emissions)
                     await produce(self._producer, runtime.store.take_fired_writes())
-                    await self._notify(emissions)
 
     # -- rebalancing -------------------------------------------------------------------------------------------
 
