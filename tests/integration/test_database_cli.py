@@ -69,15 +69,15 @@ def test_migrate_with_a_wrong_password_never_prints_it(postgres_server: Postgres
 
 
 def test_migrate_without_a_url_uses_the_embedded_postgres_and_stops_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(server_dir)
     result = CliRunner().invoke(app, ["migrate", "--json"], env={"IA_DATABASE_URL": None})
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "(embedded)" in result.stderr
     assert [m["name"] for m in report["applied"]] == ["V001__initial_schema.sql"]
-    pgdata = tmp_path / ".ia" / "pg"
+    pgdata = server_dir / ".ia" / "pg"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists()  # stopped on exit
     again = CliRunner().invoke(app, ["migrate"], env={"IA_DATABASE_URL": None})
