@@ -19,8 +19,7 @@ def _input_text(step: Step, data: Mapping[str, Any], key: str) -> tuple[str, dic
     text = text_of(value)
     if text is None:
         raise ValueError(
-            f"step '{step.name}': input '{key}' must be text or a dict with a 'text' string, "
-            f"got {type(value).__name__}"
+            f"step '{step.name}': input '{key}' must be text or a dict with a 'text' string, got {type(value).__name__}"
         )
     record = dict(value) if isinstance(value, Mapping) else {"text": text}
     return text, record
@@ -93,9 +92,7 @@ class StandardProcessorStep(Step):
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
         self.keyword_count = config_int(name, "keyword_count", self.config.get("keyword_count", 3), minimum=1)
-        self.preview_chars = config_int(
-            name, "preview_chars", self.config.get("preview_chars", 120), minimum=10
-        )
+        self.preview_chars = config_int(name, "preview_chars", self.config.get("preview_chars", 120), minimum=10)
 
     async def run(self, data: dict[str, Any]) -> dict[str, Any]:
         text, record = _input_text(self, data, "data")

@@ -18,9 +18,17 @@ _WHITESPACE = re.compile(r"\s+")
 #: Typographic characters NFKC leaves alone but that only make text harder to compare.
 _TYPOGRAPHY = str.maketrans(
     {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
-        "\u2013": "-", "\u2014": "-", "\u2212": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
     }
 )
 
@@ -37,9 +45,7 @@ class DataLoaderStep(Step):
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
         self.source_type = str(self.config.get("source_type", "event"))
-        self.validation_enabled = config_bool(
-            name, "validation_enabled", self.config.get("validation_enabled", True)
-        )
+        self.validation_enabled = config_bool(name, "validation_enabled", self.config.get("validation_enabled", True))
         field = self.config.get("text_field")
         if field is not None and (not isinstance(field, str) or not field):
             raise ValueError(f"step '{name}': config 'text_field' must be a field name, got {field!r}")
@@ -57,16 +63,13 @@ class DataLoaderStep(Step):
             value = ""
         if not isinstance(value, str):
             if self.validation_enabled:
-                raise ValueError(
-                    f"step '{self.name}': field '{field}' must be text, got {type(value).__name__}"
-                )
+                raise ValueError(f"step '{self.name}': field '{field}' must be text, got {type(value).__name__}")
             value = str(value)
         if self.validation_enabled and not value.strip():
             raise ValueError(f"step '{self.name}': field '{field}' is blank")
         if len(value) > self.max_chars:
             raise ValueError(
-                f"step '{self.name}': field '{field}' has {len(value)} characters, more than max_chars "
-                f"{self.max_chars}"
+                f"step '{self.name}': field '{field}' has {len(value)} characters, more than max_chars {self.max_chars}"
             )
         return {
             "loaded_data": {

@@ -47,9 +47,7 @@ class DatabaseWriterStep(Step):
         if content is None:
             raise ValueError(f"step '{self.name}': input 'transformed_text' is missing")
         if not isinstance(content, str):
-            raise ValueError(
-                f"step '{self.name}': 'transformed_text' must be text, got {type(content).__name__}"
-            )
+            raise ValueError(f"step '{self.name}': 'transformed_text' must be text, got {type(content).__name__}")
         params = (content, canonical_json(data), utc_now_iso())
         try:
             await maybe_await(db.execute(self.sql, params))

@@ -69,9 +69,7 @@ class APICallStep(Step):
             return {"error": f"API call failed: {_describe(exc)}", "status": "failed"}
         success = 200 <= response.status_code < 300
         if not success and self.raise_on_error:
-            raise RuntimeError(
-                f"step '{self.name}': {self.method} {self.api_url} answered {response.status_code}"
-            )
+            raise RuntimeError(f"step '{self.name}': {self.method} {self.api_url} answered {response.status_code}")
         return {
             "api_response": _body(response),
             "status_code": response.status_code,

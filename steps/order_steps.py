@@ -295,9 +295,7 @@ class OrderDecisionStep(Step):
         super().__init__(name, config)
         self.review_threshold = config_float(name, "review_threshold", self.config.get("review_threshold", 40))
         self.decline_threshold = config_float(name, "decline_threshold", self.config.get("decline_threshold", 75))
-        self.auto_approve_limit = config_float(
-            name, "auto_approve_limit", self.config.get("auto_approve_limit", 1500)
-        )
+        self.auto_approve_limit = config_float(name, "auto_approve_limit", self.config.get("auto_approve_limit", 1500))
         if self.review_threshold > self.decline_threshold:
             raise ValueError(f"step '{name}': review_threshold must not exceed decline_threshold")
 

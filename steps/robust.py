@@ -60,9 +60,7 @@ class RobustProcessingStep(Step):
                 raise ValueError(f"Required field '{field}' missing from input data")
         for field, kind in self.field_types.items():
             if field in data and data[field] is not None and not TYPE_CHECKS[kind](data[field]):
-                raise ValueError(
-                    f"Field '{field}' must be of type {kind}, got {type(data[field]).__name__}"
-                )
+                raise ValueError(f"Field '{field}' must be of type {kind}, got {type(data[field]).__name__}")
 
     def _safe_processing(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Extract the selected fields and describe them."""

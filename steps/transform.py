@@ -44,8 +44,7 @@ class DataTransformStep(Step):
         input_text = data[self.field_name]
         if not isinstance(input_text, str):
             raise ValueError(
-                f"step '{self.name}': input field '{self.field_name}' must be text, "
-                f"got {type(input_text).__name__}"
+                f"step '{self.name}': input field '{self.field_name}' must be text, got {type(input_text).__name__}"
             )
         return {
             "transformed_text": TRANSFORMS[self.transform_type](input_text),
@@ -74,9 +73,7 @@ class ConditionalProcessingStep(Step):
             raise ValueError(f"step '{self.name}': quality_score must be a number, got {score!r}")
         text = data.get(self.field_name, "")
         if not isinstance(text, str):
-            raise ValueError(
-                f"step '{self.name}': field '{self.field_name}' must be text, got {type(text).__name__}"
-            )
+            raise ValueError(f"step '{self.name}': field '{self.field_name}' must be text, got {type(text).__name__}")
         confidence = round(min(1.0, 0.5 + abs(float(score) - self.threshold)), 4)
         if score > self.threshold:
             result = self._process_high_quality(text, confidence)
