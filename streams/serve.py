@@ -10,13 +10,16 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.loader import load_plan, pipeline_files
 
 from .app import create_app
 from .embedded_broker import embedded_broker, find_recorded_broker
+from .embedded_db import database_url
 from .services import build_services
 from .settings import Settings
+from .sink import ResultsSink
 from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("ia_modules.streams")
@@ -47,6 +50,26 @@ async def broker_for_clients(settings: Settings) -> str:
     return recorded
 
 
+DATABASE_OFF = frozenset({"none", "off"})
+"""``IA_DATABASE_URL`` values that mean: no database, results only on the output topic."""
+
+
+@contextlib.asynccontextmanager
+async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManager | None]:
+    """IA_DATABASE_URL (``none`` for no database), or the embedded PostgreSQL; migrated, connected."""
+    configured = settings.database_url.get_secret_value() if settings.database_url else None
+    if configured is not None and configured.strip().lower() in DATABASE_OFF:
+        yield None
+        return
+    async with database_url(settings) as (url, _embedded):
+        db = DatabaseManager(url)
+        try:
+            await db.initialize(apply_schema=True)
+            yield db
+        finally:
+            await db.close()
+
+
 @contextlib.asynccontextmanager
 async def broker_for_worker(settings: Settings) -> AsyncIterator[tuple[str, int]]:
     """IA_BROKER, or an embedded broker started for this worker; with the session timeout that suits it."""
@@ -62,7 +85,19 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
     plans = await asyncio.to_thread(load_plans, pipelines_dir)
     services = await build_services(settings.services)
     try:
-        async with broker_for_worker(settings) as (broker, session_timeout_ms):
+        async with contextlib.AsyncExitStack() as stack:
+            # the broker and the database start at once; both are cleaned up whatever happens to the other
+            broker_entered, db_entered = await asyncio.gather(
+                stack.enter_async_context(broker_for_worker(settings)),
+                stack.enter_async_context(database_for_worker(settings)),
+                return_exceptions=True,
+            )
+            if isinstance(broker_entered, BaseException):
+                raise broker_entered
+            if isinstance(db_entered, BaseException):
+                raise db_entered
+            broker, session_timeout_ms = broker_entered
+            db = db_entered
             options = WorkerOptions(
                 app_id=settings.app_id,
                 topic_prefix=settings.topic_prefix,
@@ -71,7 +106,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 session_timeout_ms=session_timeout_ms,
                 batch_max_records=settings.batch_max_records,
             )
-            worker = Worker(plans, broker, services, options)
+            worker = Worker(plans, broker, services, options, ResultsSink(db) if db is not None else None)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, worker.stop)

@@ -25,6 +25,7 @@ from ia_modules.pipeline.templates import Scope, render_text
 from .emission import Emission
 from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .join_store import JoinEntry, JoinStore, join_key
+from .sink import FinishedRun
 from .topology import Topology
 
 #: Errors that end a run without a step failing for good; their dead letter is written when the run ends.
@@ -63,6 +64,14 @@ class StageRunner:
         self.steps = steps
         self.store = store
         self.cluster_id = cluster_id
+        self._finished: list[FinishedRun] = []
+        self._letters: list[dict[str, Any]] = []
+
+    def take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
+        """The runs finished and the dead letters written since the last call, for the results sink."""
+        finished, letters = self._finished, self._letters
+        self._finished, self._letters = [], []
+        return finished, letters
 
     # -- entry points ---------------------------------------------------------------------------------------
 
@@ -78,7 +87,7 @@ class StageRunner:
         }
         event, problem = _decode_event(record.value)
         if event is None:
-            return [self._bad_input_letter(run_id, record, source, problem or "")]
+            return [self._bad_input_letter(record, problem or "")]
         key = self._partition_key(event, record.key, run_id)
         envelope = Envelope(
             run_id=run_id,
@@ -102,10 +111,7 @@ class StageRunner:
             if envelope.resume_at not in self.plan.steps:
                 raise EnvelopeError(f"resume_at names no step of {self.plan.id}: {envelope.resume_at!r}")
         except EnvelopeError as exc:
-            run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
-            source = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                      "timestamp": record.timestamp_ms}  # fmt: skip
-            return [self._bad_input_letter(run_id, record, source, f"not an envelope: {exc}")]
+            return [self._bad_input_letter(record, f"not an envelope: {exc}")]
         return await self.execute(envelope, record.partition)
 
     # -- execution --------------------------------------------------------------------------------------------
@@ -216,6 +222,7 @@ class StageRunner:
             "input": run.pipeline_input,
             "source": envelope.source,
         }
+        self._finished.append(FinishedRun(record, _now_ms()))
         headers = (("ia-run-id", run.run_id.encode()),)
         emissions = [Emission(self.topology.output_topic, partition, envelope.key.encode(),
                               orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS), headers)]  # fmt: skip
@@ -239,6 +246,7 @@ class StageRunner:
     # -- dead letters -----------------------------------------------------------------------------------------
 
     def _letter(self, letter: dict[str, Any], key: str, partition: int) -> Emission:
+        self._letters.append(letter)
         return Emission(self.topology.dlq_topic, partition, key.encode(),
                         orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS),
                         (("ia-run-id", str(letter["run_id"]).encode()),))  # fmt: skip
@@ -277,33 +285,37 @@ class StageRunner:
 
     def internal_error_letter(self, record: InputRecord, trace: str) -> Emission:
         """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
-        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
-        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                  "timestamp": record.timestamp_ms}  # fmt: skip
-        letter = self._bad_input_letter(run_id, record, source, "internal error: " + trace.strip().splitlines()[-1])
-        value = orjson.loads(letter.value or b"{}")
-        value.update(kind="internal_error", error={"type": "InternalError", "message": value["error"]["message"],
-                                                    "traceback": trace})  # fmt: skip
-        return Emission(letter.topic, letter.partition, letter.key, orjson.dumps(value), letter.headers)
+        letter = self._record_letter(record, "internal_error", "InternalError", trace.strip().splitlines()[-1])
+        letter["error"]["traceback"] = trace
+        return self._letter(letter, letter["key"], record.partition)
 
-    def _bad_input_letter(self, run_id: str, record: InputRecord, source: dict[str, Any], reason: str) -> Emission:
-        raw = record.value or b""
-        letter = {
-            "kind": "bad_input",
+    def _bad_input_letter(self, record: InputRecord, reason: str) -> Emission:
+        letter = self._record_letter(record, "bad_input", "BadInput", reason)
+        return self._letter(letter, letter["key"], record.partition)
+
+    def _record_letter(self, record: InputRecord, kind: str, error_type: str, message: str) -> dict[str, Any]:
+        """A dead letter about a record itself (not a run): its position and its bytes, base64."""
+        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+        return {
+            "kind": kind,
             "run_id": run_id,
             "pipeline": self.plan.id,
             "step": None,
             "attempts": 0,
-            "error": {"type": "BadInput", "message": reason, "traceback": None},
+            "error": {"type": error_type, "message": message, "traceback": None},
             "input": None,
-            "raw": base64.b64encode(raw).decode(),
+            "raw": base64.b64encode(record.value or b"").decode(),
             "envelope": None,
             "resume_at": None,
-            "source": source,
+            "source": {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp_ms,
+            },
+            "key": record.key.decode("utf-8", "replace") if record.key else run_id,
             "created_ms": _now_ms(),
         }
-        key = record.key.decode("utf-8", "replace") if record.key else run_id
-        return self._letter(letter, key, record.partition)
 
     # -- join timeouts ----------------------------------------------------------------------------------------
 

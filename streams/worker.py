@@ -15,21 +15,24 @@ import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.services import ServiceRegistry
 
 from .cluster import bootstrap_servers, cluster_id
+from .commit_gate import CommitGate
 from .emission import Emission
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .producer import produce
+from .sink import FinishedRun, ResultsSink
 from .stage_runner import InputRecord, StageRunner
 from .topology import Stage, Topology, build_topology
 
@@ -77,7 +80,6 @@ class WorkerStats:
     consumed: int = 0
     produced: int = 0
     batches: int = 0
-    commits_failed: int = 0
     internal_errors: int = 0
     started_at: float = field(default_factory=time.time)
     consuming_since: float | None = None
@@ -92,11 +94,14 @@ class Worker:
         broker: str,
         services: ServiceRegistry,
         options: WorkerOptions | None = None,
+        sink: ResultsSink | None = None,
     ) -> None:
         self.plans = list(plans)
         self.broker = broker
         self.services = services
         self.options = options or WorkerOptions()
+        self.sink = sink
+        self.gate: CommitGate | None = None
         self.runtimes: list[PipelineRuntime] = []
         self.routes: dict[str, _Route] = {}
         self.stats = WorkerStats()
@@ -148,6 +153,7 @@ class Worker:
             fetch_max_wait_ms=options.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self.gate = CommitGate(self._consumer, self.sink)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()
 
@@ -172,6 +178,9 @@ class Worker:
                 if batch:
                     async with self._lock:
                         await self._process(batch)
+                elif self.gate is not None and self.gate.holding:
+                    async with self._lock:
+                        await self.gate.retry_if_due()
         finally:
             await self._shutdown()
 
@@ -207,14 +216,20 @@ class Worker:
         fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
         if fired:
             self.stats.produced += await produce(self._producer, fired)
-        offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            self.stats.commits_failed += 1
-            logger.warning("commit failed (the records will be processed again by their new owner): %s", exc)
+        runs, letters = self._take_finished()
+        assert self.gate is not None
+        await self.gate.complete({tp: records[-1].offset + 1 for tp, records in work.items()}, runs, letters)
         self.stats.consumed += sum(len(records) for records in work.values())
         self.stats.batches += 1
+
+    def _take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
+        runs: list[FinishedRun] = []
+        letters: list[dict[str, Any]] = []
+        for runtime in self.runtimes:
+            finished, written = runtime.runner.take_finished()
+            runs.extend(finished)
+            letters.extend(written)
+        return runs, letters
 
     async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
         route = self.routes[tp.topic]
@@ -270,6 +285,9 @@ class Worker:
                 emissions.extend(runtime.store.take_partial_writes())
                 if emissions:
                     await produce(self._producer, emissions)
+                    runs, letters = self._take_finished()
+                    if self.gate is not None:
+                        await self.gate.add(runs, letters)
                     await produce(self._producer, runtime.store.take_fired_writes())
 
     # -- rebalancing -------------------------------------------------------------------------------------------
@@ -285,6 +303,8 @@ class Worker:
 
     async def forget(self, revoked: Iterable[TopicPartition]) -> None:
         async with self._lock:
+            if self.gate is not None:
+                self.gate.drop()
             for index, partitions in self._partitions_of(revoked).items():
                 for partition in partitions:
                     self.runtimes[index].store.drop(partition)

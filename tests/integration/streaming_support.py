@@ -37,11 +37,13 @@ class Namespace:
     broker: str
     prefix: str
     app_id: str
+    database_url: str = "none"
 
     @classmethod
-    def fresh(cls, broker: str) -> Namespace:
+    def fresh(cls, broker: str, database_url: str = "none") -> Namespace:
+        """A new namespace; ``database_url`` is where workers write results (``none``: nowhere)."""
         tag = uuid.uuid4().hex[:10]
-        return cls(broker, f"t{tag}", f"app-{tag}")
+        return cls(broker, f"t{tag}", f"app-{tag}", database_url)
 
     def env(self, pipelines_dir: Path, **extra: str) -> dict[str, str]:
         return {
@@ -51,6 +53,7 @@ class Namespace:
             "IA_APP_ID": self.app_id,
             "IA_PIPELINES_DIR": str(pipelines_dir),
             "IA_SESSION_TIMEOUT_MS": "3000",
+            "IA_DATABASE_URL": self.database_url,
             "IA_LOG_LEVEL": "WARNING",
             **extra,
         }

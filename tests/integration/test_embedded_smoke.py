@@ -23,7 +23,10 @@ pytestmark = pytest.mark.integration
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
 
 
-def test_every_shipped_pipeline_runs_on_the_embedded_broker(tmp_path: Path) -> None:
+def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path) -> None:
+    """With IA_BROKER and IA_DATABASE_URL unset the worker starts the embedded broker and PostgreSQL in its
+    folder (``server_dir``: an embedded server's data must live outside pytest's tmp_path)."""
+    tmp_path = server_dir
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IA_")}
     env["IA_WEB_PORT"] = str(free_port())

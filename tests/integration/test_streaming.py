@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.loader import load_plan
 from streams.topology import build_topology
@@ -42,12 +43,12 @@ def pipelines_dir_with(tmp_path: Path, *pipeline_ids: str) -> Path:
 @pytest.mark.parametrize("fuse", ["1", "0"], ids=["fused", "unfused"])
 @pytest.mark.parametrize("pipeline_id", SHIPPED)
 async def test_streamed_results_equal_in_process_results(
-    kafka_broker: str, tmp_path: Path, pipeline_id: str, fuse: str
+    kafka_broker: str, postgres_url: str, tmp_path: Path, pipeline_id: str, fuse: str
 ) -> None:
     folder = pipelines_dir_with(tmp_path, pipeline_id)
     events_file = folder / f"{pipeline_id}.events.jsonl"
     events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
-    namespace = Namespace.fresh(kafka_broker)
+    namespace = Namespace.fresh(kafka_broker, postgres_url)
     worker = WorkerProcess(namespace, folder, tmp_path / "worker.log", IA_FUSE=fuse)
     try:
         await worker.wait_consuming()
@@ -65,6 +66,12 @@ async def test_streamed_results_equal_in_process_results(
     for record in results:
         assert (record["status"], record["outputs"]) == expected[canonical(record["input"])], record["input"]
         assert record["pipeline"] == pipeline_id and record["source"]["topic"] == namespace.topic(pipeline_id, "input")
+    async with DatabaseManager(postgres_url, project_migrations_dir=False) as db:
+        rows = await db.fetch_all("SELECT run_id::text AS run_id, status, input::text, output::text FROM pipeline_runs")
+    assert len(rows) == len(events), "exactly one pipeline_runs row per event"
+    for row in rows:
+        assert (row["status"], json.loads(row["output"])) == expected[canonical(json.loads(row["input"]))]
+    assert {row["run_id"] for row in rows} == {record["run_id"] for record in results}
     topology = build_topology(pipeline.plan, namespace.prefix, namespace.app_id, fuse == "1")
     carried = await topic_record_count(kafka_broker, topology.stage_topics())
     assert sum(carried.values()) > 0, f"routing went over the stage topics: {carried}"
