@@ -54,6 +54,7 @@ class Envelope:
     source: dict[str, Any] | None = None
     started_ms: int = 0
     replay: int = 0
+    replay_from: str | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -72,6 +73,7 @@ class Envelope:
                 "source": self.source,
                 "started_ms": self.started_ms,
                 "replay": self.replay,
+                "replay_from": self.replay_from,
             },
             option=orjson.OPT_NON_STR_KEYS,
         )
@@ -104,6 +106,7 @@ class Envelope:
                 source=value.get("source"),
                 started_ms=value.get("started_ms") or 0,
                 replay=value.get("replay") or 0,
+                replay_from=value.get("replay_from"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope: {type(exc).__name__}: {exc}") from None

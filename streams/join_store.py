@@ -5,7 +5,8 @@ the pipeline's compacted changelog topic, from which a worker that takes over a 
 store does no I/O itself. Writes come in two kinds so that a fired join is never lost in a crash:
 partial states go out with the batch that delivered them, but the marker that a join fired goes out only
 after what it fired downstream has been acknowledged (``take_fired_writes``), so a crash in between fires it
-again (a duplicate with the same run id) instead of never.
+again (a duplicate with the same run id) instead of never. A join that fired ``fail`` keeps its state (for a
+week) so that a replay of the run from the dead-letter queue can start from what the other branches brought.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class JoinEntry:
         return "fail" if "fail" in values else "run" if "run" in values else "skip"
 
     def encode(self) -> bytes:
-        if self.fired:
+        if self.fired and self.decision() != "fail":
             return orjson.dumps({"fired": True, "created_ms": self.created_ms})
         return orjson.dumps(
             {
@@ -57,6 +58,7 @@ class JoinEntry:
                 "error": self.error,
                 "created_ms": self.created_ms,
                 "run": self.run,
+                "fired": self.fired,
             },
             option=orjson.OPT_NON_STR_KEYS,
         )
@@ -64,7 +66,7 @@ class JoinEntry:
     @classmethod
     def decode(cls, raw: bytes) -> JoinEntry:
         value = orjson.loads(raw)
-        if value.get("fired"):
+        if value.get("fired") and "tokens" not in value:
             return cls({}, {}, {}, None, value["created_ms"], fired=True)
         return cls(
             tokens={int(k): v for k, v in value["tokens"].items()},
@@ -73,6 +75,7 @@ class JoinEntry:
             error=value["error"],
             created_ms=value["created_ms"],
             run=value.get("run") or {},
+            fired=bool(value.get("fired")),
         )
 
 
@@ -139,6 +142,14 @@ class JoinStore:
         else:
             entries[key.decode()] = JoinEntry.decode(value)
 
+    def get(self, partition: int, key: str) -> JoinEntry | None:
+        return self.partitions.get(partition, {}).get(key)
+
+    def seed(self, partition: int, key: str, entry: JoinEntry) -> None:
+        """Start a join with what an earlier attempt of its run already had (a replay)."""
+        self.partitions.setdefault(partition, {})[key] = entry
+        self._partial_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+
     def drop(self, partition: int) -> None:
         """Forget a partition this worker no longer owns."""
         self.partitions.pop(partition, None)
@@ -150,12 +161,14 @@ class JoinStore:
                 if not entry.fired and entry.created_ms <= older_than_ms:
                     yield partition, key, entry
 
-    def purge_fired(self, older_than_ms: int) -> list[Emission]:
-        """Delete fired markers older than ``older_than_ms`` (tombstones for the changelog)."""
+    def purge_fired(self, older_than_ms: int, failed_older_than_ms: int) -> list[Emission]:
+        """Delete fired joins created before ``older_than_ms`` (tombstones for the changelog); a join that
+        fired ``fail`` is kept until ``failed_older_than_ms``, for a replay of its run to start from."""
         tombstones = []
         for partition, entries in self.partitions.items():
             for key, entry in list(entries.items()):
-                if entry.fired and entry.created_ms < older_than_ms:
+                limit = failed_older_than_ms if entry.decision() == "fail" else older_than_ms
+                if entry.fired and entry.created_ms < limit:
                     del entries[key]
                     tombstones.append(Emission(self.topic, partition, key.encode(), None))
         return tombstones

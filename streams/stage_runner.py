@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.graph import END
+from ia_modules.pipeline.graph import END, Edge
 from ia_modules.pipeline.kernel import RunState, StepFailure, Token, run_step, skip_step
 from ia_modules.pipeline.services import current_execution_id
 from ia_modules.pipeline.step import Step
@@ -147,9 +147,12 @@ class StageRunner:
                 for edge, sent in sends:
                     target, decided = edge.target, sent
                     if target in self.topology.joins:
+                        key = join_key(run.run_id, envelope.replay, target)
+                        if envelope.replay and self.store.get(partition, key) is None:
+                            self._seed_replayed_join(partition, envelope, target, key)
                         entry = self.store.deliver(
                             partition,
-                            join_key(run.run_id, envelope.replay, target),
+                            key,
                             target,
                             edge.id,
                             sent,
@@ -171,6 +174,43 @@ class StageRunner:
         finally:
             current_execution_id.reset(reset)
         return emissions
+
+    def _seed_replayed_join(self, partition: int, envelope: Envelope, node: str, key: str) -> None:
+        """A replayed run reaching a join: start from what the last attempt's join had from the paths the
+        replay does not run again (those not downstream of the step it resumed at)."""
+        earlier = None
+        for replay in range(envelope.replay - 1, -1, -1):
+            earlier = self.store.get(partition, join_key(envelope.run_id, replay, node))
+            if earlier is not None and earlier.tokens:
+                break
+        if earlier is None or not earlier.tokens:
+            return
+        again = self._downstream(envelope.replay_from or envelope.resume_at)
+        kept = {e.id: earlier.tokens[e.id] for e in self.plan.graph.incoming[node] if e.id in earlier.tokens}
+        kept = {edge_id: token for edge_id, token in kept.items() if self._edge(edge_id).source not in again}
+        entry = JoinEntry(
+            tokens=kept,
+            outputs={step: output for step, output in earlier.outputs.items() if step not in again},
+            trace={step: item for step, item in earlier.trace.items() if step not in again},
+            error=None,
+            created_ms=_now_ms(),
+            run=_run_identity(envelope),
+        )
+        self.store.seed(partition, key, entry)
+
+    def _edge(self, edge_id: int) -> Edge:
+        return self.plan.graph.edges[edge_id]
+
+    def _downstream(self, step: str) -> set[str]:
+        """``step`` and every step reachable from it."""
+        seen = {step}
+        frontier = [step]
+        while frontier:
+            for edge in self.plan.graph.outgoing.get(frontier.pop(), []):
+                if edge.target != END and edge.target not in seen:
+                    seen.add(edge.target)
+                    frontier.append(edge.target)
+        return seen
 
     @staticmethod
     def _take_join(run: RunState, node: str, entry: JoinEntry) -> Token:
@@ -201,6 +241,7 @@ class StageRunner:
             source=envelope.source,
             started_ms=envelope.started_ms,
             replay=envelope.replay,
+            replay_from=envelope.replay_from,
         )
         return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
 

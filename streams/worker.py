@@ -38,6 +38,9 @@ from .topology import Stage, Topology, build_topology
 
 logger = logging.getLogger("ia_modules.streams.worker")
 
+FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
+"""How long a join that fired ``fail`` is kept, for a replay of its run from the dead-letter queue."""
+
 
 @dataclass
 class PipelineRuntime:
@@ -281,7 +284,10 @@ class Worker:
             for runtime in self.runtimes:
                 timeout_s = runtime.plan.model.stream.join_timeout_s
                 emissions = await runtime.runner.expire_joins(timeout_s)
-                emissions.extend(runtime.store.purge_fired(int((time.time() - 2 * timeout_s) * 1000)))
+                now_ms = int(time.time() * 1000)
+                emissions.extend(
+                    runtime.store.purge_fired(now_ms - int(2 * timeout_s * 1000), now_ms - FAILED_JOIN_RETENTION_MS)
+                )
                 emissions.extend(runtime.store.take_partial_writes())
                 if emissions:
                     await produce(self._producer, emissions)

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from ia_modules.pipeline.core import Pipeline
+from ia_modules.pipeline.core import Pipeline, Step
 from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.loader import load_plan
 from streams.emission import Emission
-from streams.envelope import Envelope
+from streams.envelope import Envelope, partition_for
 from streams.join_store import JoinStore
 from streams.stage_runner import InputRecord, StageRunner
 from streams.topology import build_topology
@@ -144,3 +144,80 @@ async def test_a_join_that_waits_too_long_fails_its_run_and_the_run_still_ends()
     assert any(e.topic == topics.topology.dlq_topic for e in expired)
     assert topics.store.waiting() == 0
     assert END in topics.topology.needed_outputs
+
+
+class Flaky(Step):
+    """Fails while ``Flaky.broken`` is set: a fault that is fixed before the run is replayed."""
+
+    broken = True
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        if Flaky.broken:
+            raise RuntimeError("the pricing service is down")
+        return {"price": 42}
+
+
+class Constant(Step):
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {f"{self.name}_done": True}
+
+
+def replay_of(letter: dict[str, Any]) -> bytes:
+    """What ``ia-modules dlq replay`` puts back on the stage topic."""
+    envelope = dict(letter["envelope"])
+    envelope["replay"] = envelope.get("replay", 0) + 1
+    envelope["replay_from"] = letter["resume_at"]
+    return orjson.dumps(envelope)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_not_fail(fuse: bool) -> None:
+    step = {"module": __name__}
+    pipeline = Pipeline.from_dict(
+        {
+            "steps": [
+                {"id": "intake", "step_class": "Constant", **step},
+                {"id": "pricing", "step_class": "Flaky", **step},
+                {"id": "risk", "step_class": "Constant", **step},
+                {"id": "decide", "step_class": "Constant", **step},
+            ],
+            "flow": {
+                "start_at": "intake",
+                "paths": [
+                    {"from": "intake", "to": "pricing"},
+                    {"from": "intake", "to": "risk"},
+                    {"from": "pricing", "to": "decide"},
+                    {"from": "risk", "to": "decide"},
+                ],
+            },
+            "outputs": {
+                "price": "{{ pricing.price }}",
+                "risk": "{{ risk.risk_done }}",
+                "done": "{{ decide.decide_done }}",
+            },
+            "stream": {"id": "replayed"},
+        }
+    )
+    topics = InMemoryTopics(pipeline, fuse)
+    Flaky.broken = True
+    await topics.run([b'{"order": 1}'])
+    [failed] = topics.outputs
+    assert failed["status"] == "failed" and failed["error"]["step"] == "pricing"
+    [letter] = [letter for letter in topics.dead_letters if letter["kind"] == "step_failed"]
+    Flaky.broken = False
+    stage_topic = topics.topology.stages[topics.topology.stage_of["pricing"]].topic
+    partition = partition_for(letter["envelope"]["key"].encode(), topics.topology.partitions)
+    replayed = await topics.runner.on_envelope(InputRecord(stage_topic, partition, 99, 0, None, replay_of(letter)))
+    queue = deque(replayed)
+    while queue:
+        emission = queue.popleft()
+        if emission.topic == topics.topology.output_topic:
+            topics.outputs.append(orjson.loads(emission.value or b"null"))
+        elif emission.topic in topics.topology.stage_topics():
+            queue.extend(await topics.runner.on_envelope(topics._record(emission)))
+    assert len(topics.outputs) == 2
+    again = topics.outputs[1]
+    assert again["run_id"] == failed["run_id"]
+    assert again["status"] == "success" and again["error"] is None
+    assert again["outputs"] == {"price": 42, "risk": True, "done": True}
+    assert [e["step"] for e in again["trace"]].count("risk") == 1, "the branch that did not fail ran once"
