@@ -19,6 +19,7 @@ from .sink import FinishedRun, ResultsSink
 
 logger = logging.getLogger("ia_modules.streams.sink")
 
+INITIAL_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 30.0
 
 
@@ -40,7 +41,7 @@ class CommitGate:
     _letters: list[dict[str, Any]] = field(default_factory=list)
     _held: dict[TopicPartition, int] = field(default_factory=dict)
     _retry_at: float = 0.0
-    _delay_s: float = 0.5
+    _delay_s: float = INITIAL_RETRY_DELAY_S
 
     @property
     def holding(self) -> bool:
@@ -85,32 +86,37 @@ class CommitGate:
             self._letters.clear()
             return True
         try:
-            await self.sink.write(self._runs, self._letters)
+            try:
+                await self.sink.write(self._runs, self._letters)
+                self.stats.rows_written += len(self._runs)
+                self.stats.letters_written += len(self._letters)
+            except DatabaseConnectionError:
+                raise
+            except DatabaseError:
+                await self._write_one_by_one()
         except DatabaseConnectionError as exc:
-            if self._delay_s == 0.5:
+            if self._delay_s == INITIAL_RETRY_DELAY_S:
                 self.stats.outages += 1
                 logger.warning("the database is unreachable (%s): holding offsets and pausing; retrying", exc)
             self._retry_at = time.monotonic() + self._delay_s
             self._delay_s = min(self._delay_s * 2, MAX_RETRY_DELAY_S)
             return False
-        except DatabaseError:
-            await self._write_one_by_one()
-        else:
-            self.stats.rows_written += len(self._runs)
-            self.stats.letters_written += len(self._letters)
         self._runs.clear()
         self._letters.clear()
-        self._delay_s = 0.5
+        self._delay_s = INITIAL_RETRY_DELAY_S
         return True
 
     async def _write_one_by_one(self) -> None:
         """A batch the database refused: write its rows singly, so one bad row does not hold back the rest.
-        A row refused on its own is logged with its run id (its result is on the output topic)."""
+        A row refused on its own is logged with its run id (its result is on the output topic); losing the
+        connection meanwhile is an outage like any other (rows already written are written again, harmlessly)."""
         assert self.sink is not None
         for run in self._runs:
             try:
                 await self.sink.write([run], [])
                 self.stats.rows_written += 1
+            except DatabaseConnectionError:
+                raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
                 logger.error("pipeline_runs refused run %s: %s", run.record.get("run_id"), exc)
@@ -118,6 +124,8 @@ class CommitGate:
             try:
                 await self.sink.write([], [letter])
                 self.stats.letters_written += 1
+            except DatabaseConnectionError:
+                raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
                 logger.error("dead_letters refused a letter of run %s: %s", letter.get("run_id"), exc)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import db_commands, demo, pipeline_commands, stream_commands
+from . import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
 
 app = typer.Typer(
     name="ia-modules",
@@ -19,6 +19,7 @@ app = typer.Typer(
 pipeline_commands.register(app)
 stream_commands.register(app)
 db_commands.register(app)
+dlq_commands.register(app)
 app.command()(demo.demo)
 
 

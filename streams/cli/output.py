@@ -10,11 +10,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def json_line(record: Any) -> bytes:
-    return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str) + b"\n"  # str: UUIDs, Decimals
 
 
 async def write_stdout(data: bytes) -> None:

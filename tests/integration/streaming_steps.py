@@ -24,3 +24,13 @@ class AlwaysFailsStep(Step):
 
     async def run(self, data: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"cannot process order {data.get('order')}")
+
+
+class NeedsFlagStep(Step):
+    """Fails until the file named by ``IA_TEST_FLAG_FILE`` exists: a fault fixed before a replay."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        flag = os.environ.get("IA_TEST_FLAG_FILE", "")
+        if not flag or not os.path.exists(flag):  # noqa: ASYNC240 - a stat of one small file, in a test step
+            raise RuntimeError(f"order {data.get('order')} cannot be checked yet")
+        return {"checked": data.get("order")}
