@@ -11,12 +11,21 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ia_modules.database.manager import default_project_migrations_dir
+from ia_modules.database.migrations import parse_directory
 from streams.cli import app
 from tests.postgres_server import PostgresForTests, with_login
 
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "ia-modules")
+
+
+def project_migrations(dialect: str) -> list[str]:
+    """The project's own migration files that ``dialect`` applies, in order (they grow with the schema)."""
+    directory = default_project_migrations_dir()
+    entries = [(path, path.read_bytes()) for path in sorted(directory.iterdir()) if path.is_file()]
+    return [migration.name for migration in parse_directory("project", entries, dialect)]
 
 
 def app_migrations(root: Path) -> Path:
@@ -34,15 +43,17 @@ def test_migrate_applies_the_project_and_app_migrations_then_nothing(postgres_ur
     )
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
-    assert [(m["scope"], m["version"], m["name"]) for m in report["applied"]] == [
-        ("project", 1, "V001__initial_schema.sql"),
-        ("app:app_migrations", 1, "V1__widgets.sql"),
-        ("app:app_migrations", 2, "V2__gadgets.sql"),
+    ours = project_migrations("postgresql")
+    assert [(m["scope"], m["name"]) for m in report["applied"]] == [
+        *(("project", name) for name in ours),
+        ("app:app_migrations", "V1__widgets.sql"),
+        ("app:app_migrations", "V2__gadgets.sql"),
     ]
-    assert "V1__widgets.sql" in first.stderr and "applied 3 migration(s)" in first.stderr
+    total = len(ours) + 2
+    assert "V1__widgets.sql" in first.stderr and f"applied {total} migration(s)" in first.stderr
     second = CliRunner().invoke(app, ["migrate", "--path", str(directory)], env={"IA_DATABASE_URL": postgres_url})
     assert second.exit_code == 0
-    assert "nothing to apply: 3 migration(s) already applied" in second.stderr
+    assert f"nothing to apply: {total} migration(s) already applied" in second.stderr
 
 
 def test_migrate_failure_exits_1_naming_the_file(postgres_url: str, tmp_path: Path) -> None:
@@ -76,12 +87,13 @@ def test_migrate_without_a_url_uses_the_embedded_postgres_and_stops_it(
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "(embedded)" in result.stderr
-    assert [m["name"] for m in report["applied"]] == ["V001__initial_schema.sql"]
+    assert [m["name"] for m in report["applied"]] == project_migrations("postgresql")
     pgdata = server_dir / ".ia" / "pg"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists()  # stopped on exit
     again = CliRunner().invoke(app, ["migrate"], env={"IA_DATABASE_URL": None})
-    assert again.exit_code == 0 and "nothing to apply: 1 migration(s) already applied" in again.stderr
+    applied = len(project_migrations("postgresql"))
+    assert again.exit_code == 0 and f"nothing to apply: {applied} migration(s) already applied" in again.stderr
 
 
 def test_console_script_on_sqlite(tmp_path: Path) -> None:
@@ -99,7 +111,7 @@ def test_console_script_on_sqlite(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert [m["name"] for m in report["applied"]] == [
-        "V001__initial_schema.sqlite.sql",
+        *project_migrations("sqlite"),
         "V1__widgets.sql",
         "V2__gadgets.sql",
     ]

@@ -285,7 +285,8 @@ async def test_guide_app_path_that_is_the_project_directory_is_not_applied_twice
     async with DatabaseManager(db_url) as db:
         report = await db.migrate([default_project_migrations_dir(), "./migrations"])
         assert [scope for scope, _ in report.sources] == ["project", "app:migrations"] or len(report.sources) == 1
-        assert [m.scope for m in report.applied] == ["project"]
+        assert {m.scope for m in report.applied} == {"project"}
+        assert len(report.applied) == len({m.version for m in report.applied}), "each project file once"
 
 
 async def test_missing_app_directory_is_skipped_with_a_warning(
