@@ -24,6 +24,7 @@ from ia_modules.pipeline.templates import Scope, render_text
 
 from .emission import Emission
 from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
+from .events_file import parse_event
 from .join_store import JoinEntry, JoinStore, join_key
 from .sink import FinishedRun
 from .topology import Topology
@@ -85,7 +86,7 @@ class StageRunner:
             "offset": record.offset,
             "timestamp": record.timestamp_ms,
         }
-        event, problem = _decode_event(record.value)
+        event, problem = parse_event(record.value) if record.value is not None else (None, "empty message (null value)")
         if event is None:
             return [self._bad_input_letter(record, problem or "")]
         key = self._partition_key(event, record.key, run_id)
@@ -227,23 +228,37 @@ class StageRunner:
 
     def _next_stage(self, run: RunState, envelope: Envelope, target: str, partition: int) -> Emission:
         needed = self.topology.needed_outputs[self.topology.stage_of[target]]
-        forward = Envelope(
+        forward = self._resume_envelope(
+            run, envelope, target, {s: o for s, o in run.outputs.items() if s in needed}, list(run.trace), run.error
+        )
+        return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
+
+    def _resume_envelope(
+        self,
+        run: RunState,
+        envelope: Envelope,
+        resume_at: str,
+        outputs: dict[str, Any],
+        trace: list[dict[str, Any]],
+        error: dict[str, Any] | None,
+    ) -> Envelope:
+        """The run, carried on from ``envelope``, to go on at ``resume_at``."""
+        return Envelope(
             run_id=run.run_id,
             pipeline=self.plan.id,
             version=self.plan.version,
             key=envelope.key,
             input=run.pipeline_input,
-            resume_at=target,
-            outputs={s: o for s, o in run.outputs.items() if s in needed},
-            trace=list(run.trace),
-            error=run.error,
-            join_tokens=dict(run.tokens.get(target, {})),
+            resume_at=resume_at,
+            outputs=outputs,
+            trace=trace,
+            error=error,
+            join_tokens=dict(run.tokens.get(resume_at, {})),
             source=envelope.source,
             started_ms=envelope.started_ms,
             replay=envelope.replay,
             replay_from=envelope.replay_from,
         )
-        return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
 
     def _envelope_to(self, topic: str, envelope: Envelope, partition: int) -> Emission:
         return Emission(topic, partition, envelope.key.encode(), envelope.encode(),
@@ -294,20 +309,13 @@ class StageRunner:
 
     def _step_letter(self, run: RunState, envelope: Envelope, failure: StepFailure, partition: int) -> Emission:
         """A step failed for good: the dead letter holds the envelope to resume at that step."""
-        resume = Envelope(
-            run_id=run.run_id,
-            pipeline=self.plan.id,
-            version=self.plan.version,
-            key=envelope.key,
-            input=run.pipeline_input,
-            resume_at=failure.step,
-            outputs={s: o for s, o in run.outputs.items() if s != failure.step},
-            trace=[t for t in run.trace if t["step"] != failure.step],
-            error=envelope.error,
-            join_tokens=dict(run.tokens.get(failure.step, {})),
-            source=envelope.source,
-            started_ms=envelope.started_ms,
-            replay=envelope.replay,
+        resume = self._resume_envelope(
+            run,
+            envelope,
+            failure.step,
+            {s: o for s, o in run.outputs.items() if s != failure.step},
+            [t for t in run.trace if t["step"] != failure.step],
+            envelope.error,
         )
         letter = {
             "kind": "step_failed",
@@ -415,15 +423,3 @@ class StageRunner:
 def _run_identity(envelope: Envelope) -> dict[str, Any]:
     """What a join keeps of the run so that it can resume it on its own (after a join timeout)."""
     return {"key": envelope.key, "input": envelope.input, "source": envelope.source, "started_ms": envelope.started_ms}
-
-
-def _decode_event(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
-    if raw is None:
-        return None, "empty message (null value)"
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, f"not JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, f"not a JSON object but {type(value).__name__}"
-    return value, None

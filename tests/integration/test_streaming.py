@@ -237,7 +237,7 @@ async def test_poison_inputs_go_to_the_dead_letter_topic_and_the_worker_goes_on(
         by_kind[letter["kind"]].append(letter)
     assert len(by_kind["bad_input"]) == 2
     reasons = {letter["error"]["message"].split(":")[0] for letter in by_kind["bad_input"]}
-    assert reasons == {"not a JSON object but list", "not JSON"}
+    assert reasons == {"an event must be a JSON object, not list", "invalid JSON"}
     raw = sorted(__import__("base64").b64decode(letter["raw"]) for letter in by_kind["bad_input"])
     assert raw == [b"[1, 2, 3]", b"not json at all"]
     [failed] = by_kind["step_failed"]

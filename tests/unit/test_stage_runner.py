@@ -103,8 +103,8 @@ async def test_a_bad_input_becomes_a_dead_letter_with_its_bytes_and_nothing_else
     await topics.run([b"not json", b"[1, 2]", good])
     assert [letter["kind"] for letter in topics.dead_letters] == ["bad_input", "bad_input"]
     first, second = topics.dead_letters
-    assert first["error"]["message"].startswith("not JSON")
-    assert second["error"]["message"] == "not a JSON object but list"
+    assert first["error"]["message"].startswith("invalid JSON: ")
+    assert second["error"]["message"] == "an event must be a JSON object, not list"
     assert orjson.loads(__import__("base64").b64decode(second["raw"])) == [1, 2]
     assert [record["source"]["offset"] for record in topics.outputs] == [2]
 
