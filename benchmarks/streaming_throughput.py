@@ -553,6 +553,7 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
           f"{PARTITIONS} partitions, {arguments.rounds} round(s); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     results: list[Result] = []
     started = datetime.datetime.now(datetime.UTC)
+    code = code_version()  # at the start: others may commit while it runs
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as state:
         async with embedded_broker(Path(state)) as broker:
             record = read_broker_record(Path(state))
@@ -572,7 +573,7 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
     print_ratios(found)
     report = {
         "date": started.isoformat(timespec="seconds"),
-        "code": code_version(),
+        "code": code,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -200,6 +200,7 @@ async def run(runs: int, modes: list[str], pg_dir: Path) -> dict[str, Timings]:
 def main(arguments: argparse.Namespace) -> dict[str, Any]:
     modes = arguments.only.split(",") if arguments.only else list(MODES)
     started = datetime.datetime.now(datetime.UTC)
+    code = code_version()  # at the start: others may commit while it runs
     imports = import_seconds()
     with tempfile.TemporaryDirectory(prefix="bench-startup-pg-") as pg:
         first_pg = prepare_pg(Path(pg)) if "embedded+pg" in modes else None
@@ -221,7 +222,7 @@ def main(arguments: argparse.Namespace) -> dict[str, Any]:
         print(f"first start with the embedded PostgreSQL (initdb included, not in the table): {first_pg:.2f} s")
     report = {
         "date": started.isoformat(timespec="seconds"),
-        "code": code_version(),
+        "code": code,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "runs": arguments.runs,
         "target_s": TARGET_S,
