@@ -37,6 +37,7 @@ def sweep_interval_s(worker: Worker) -> float:
 def create_app(worker: Worker, *, web_port: int, web_host: str = "0.0.0.0", datadir: Path = Path(".ia/faust")) -> Any:
     """A Faust App serving the worker's health page and running its join-timeout timer."""
     session_s = worker.options.session_timeout_ms / 1000
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{worker.options.app_id}-app",
         broker=";".join(f"kafka://{server}" for server in bootstrap_servers(worker.broker)),

@@ -80,6 +80,14 @@ async def broker_for_worker(settings: Settings) -> AsyncIterator[tuple[str, int]
         yield address, settings.session_timeout_ms or EMBEDDED_SESSION_TIMEOUT_MS
 
 
+def _stop_if_failed(task: asyncio.Task[None], worker: Worker) -> None:
+    """The Faust app (web server, timers) failed to start: say why and stop the worker, rather than run
+    without a health page."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the worker's Faust app failed to start: %r", task.exception())
+        worker.stop()
+
+
 async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | None = None) -> Worker:
     """Run a worker until SIGINT or SIGTERM; returns it (stopped) for its statistics."""
     plans = await asyncio.to_thread(load_plans, pipelines_dir)
@@ -112,6 +120,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 loop.add_signal_handler(signum, worker.stop)
             app = create_app(worker, web_port=settings.web_port, datadir=Path(".ia") / "faust")
             app_starting = asyncio.create_task(app.start())  # its consumer group joins while ours does
+            app_starting.add_done_callback(lambda task: _stop_if_failed(task, worker))
             try:
                 await worker.start()
                 logger.info("worker started on %s: %s", broker, ", ".join(p.id for p in plans))
