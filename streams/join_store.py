@@ -121,9 +121,13 @@ class JoinStore:
         return self.fire(partition, key, entry)
 
     def fire(self, partition: int, key: str, entry: JoinEntry) -> JoinEntry:
-        """Mark the join fired; its marker is written once what it fired is durable."""
+        """Mark the join fired and return what it collected. The store keeps only a small marker (to ignore a
+        token that arrives again), except for a join that fired ``fail``, kept whole for a replay; the marker
+        is written once what the join fired is durable."""
         entry.fired = True
-        self._fired_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+        kept = entry if entry.decision() == "fail" else JoinEntry({}, {}, {}, None, entry.created_ms, fired=True)
+        self.partitions.setdefault(partition, {})[key] = kept
+        self._fired_writes.append(Emission(self.topic, partition, key.encode(), kept.encode()))
         return entry
 
     def take_partial_writes(self) -> list[Emission]:

@@ -165,9 +165,7 @@ class Worker:
         assert self._consumer is not None
         try:
             while not self._stopping.is_set():
-                fetch = asyncio.ensure_future(
-                    self._consumer.getmany(timeout_ms=200, max_records=self.options.batch_max_records)
-                )
+                fetch = asyncio.ensure_future(self._fetch())
                 stopping = asyncio.ensure_future(self._stopping.wait())
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
@@ -189,6 +187,23 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Records of runs already in flight (stage topics) first, new events (input topics) with what room is
+        left: a backlog of input does not starve the later stages, and the runs in flight stay few."""
+        assert self._consumer is not None
+        limit = self.options.batch_max_records
+        assigned = self._consumer.assignment()
+        stages = [tp for tp in assigned if not self.routes[tp.topic].is_input]
+        inputs = [tp for tp in assigned if self.routes[tp.topic].is_input]
+        batch = await self._consumer.getmany(*stages, timeout_ms=0, max_records=limit) if stages else {}
+        taken = sum(len(records) for records in batch.values())
+        if taken < limit // 2 and inputs:
+            wait_ms = 0 if taken else 200
+            batch.update(await self._consumer.getmany(*inputs, timeout_ms=wait_ms, max_records=limit - taken))
+        elif not batch and not inputs:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=limit)
+        return batch
 
     async def _shutdown(self) -> None:
         if self._consumer is not None:
@@ -286,7 +301,7 @@ class Worker:
                 emissions = await runtime.runner.expire_joins(timeout_s)
                 now_ms = int(time.time() * 1000)
                 emissions.extend(
-                    runtime.store.purge_fired(now_ms - int(2 * timeout_s * 1000), now_ms - FAILED_JOIN_RETENTION_MS)
+                    runtime.store.purge_fired(now_ms - int(timeout_s * 1000), now_ms - FAILED_JOIN_RETENTION_MS)
                 )
                 emissions.extend(runtime.store.take_partial_writes())
                 if emissions:
