@@ -44,8 +44,12 @@ system-packages:
 test: lint typecheck system-packages tests/kafka/lib/.fetched
 	$(BIN)/pytest
 
+# Benchmarks measure ratios against baselines in the same run; see benchmarks/README.md. Not part of `make test`.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.runner_overhead
+	$(BIN)/python -m benchmarks.worker_startup
+	$(BIN)/python -m benchmarks.streaming_throughput
+	$(BIN)/python -m benchmarks.sink_inserts
 
 clean:
 	rm -rf $(VENV) .ia .mypy_cache .ruff_cache .pytest_cache
