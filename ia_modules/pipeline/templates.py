@@ -68,10 +68,16 @@ class Reference:
 def walk(value: Any, path: tuple[str | int, ...]) -> Any:
     """Follow ``path`` through dicts (by key) and lists (by index); None where anything is missing."""
     for segment in path:
-        if isinstance(value, Mapping):
+        kind = type(value)
+        if kind is dict:  # the common case first: ABC checks cost more than the lookup
+            value = value.get(segment if type(segment) is str else str(segment))
+        elif kind is list:
+            if type(segment) is int and -len(value) <= segment < len(value):
+                value = value[segment]
+            else:
+                return None
+        elif isinstance(value, Mapping):
             value = value.get(str(segment))
-        elif isinstance(value, list) and isinstance(segment, int) and -len(value) <= segment < len(value):
-            value = value[segment]
         else:
             return None
         if value is None:
