@@ -7,10 +7,8 @@ the result record, dead letters) and never raise for bad data: that becomes a de
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,23 +24,13 @@ from .emission import Emission
 from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .events_file import parse_event
 from .join_store import JoinEntry, JoinStore, join_key
+from .letters import DeadLetters
+from .records import InputRecord
 from .sink import FinishedRun
 from .topology import Topology
 
 #: Errors that end a run without a step failing for good; their dead letter is written when the run ends.
 RUN_LEVEL_ERRORS = frozenset({"EndWithFailure", "ConditionError", "JoinTimeout"})
-
-
-@dataclass(frozen=True)
-class InputRecord:
-    """The parts of a consumed record a stage needs."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
 
 
 def _now_ms() -> int:
@@ -66,13 +54,12 @@ class StageRunner:
         self.store = store
         self.cluster_id = cluster_id
         self._finished: list[FinishedRun] = []
-        self._letters: list[dict[str, Any]] = []
+        self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id)
 
     def take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
         """The runs finished and the dead letters written since the last call, for the results sink."""
-        finished, letters = self._finished, self._letters
-        self._finished, self._letters = [], []
-        return finished, letters
+        finished, self._finished = self._finished, []
+        return finished, self.letters.take()
 
     # -- entry points ---------------------------------------------------------------------------------------
 
@@ -80,15 +67,9 @@ class StageRunner:
         """A new event: decode it, give it its run id and partition key, and run the start stage (or, when it
         arrived on another partition than its key maps to, forward it to the start stage's own topic first)."""
         run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
-        source = {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "timestamp": record.timestamp_ms,
-        }
         event, problem = parse_event(record.value) if record.value is not None else (None, "empty message (null value)")
         if event is None:
-            return [self._bad_input_letter(record, problem or "")]
+            return [self.letters.bad_input(record, problem or "")]
         key = self._partition_key(event, record.key, run_id)
         envelope = Envelope(
             run_id=run_id,
@@ -97,7 +78,7 @@ class StageRunner:
             key=key,
             input=event,
             resume_at=self.plan.graph.start,
-            source=source,
+            source=record.source,
             started_ms=record.timestamp_ms or _now_ms(),
         )
         partition = partition_for(key.encode(), self.topology.partitions)
@@ -112,7 +93,7 @@ class StageRunner:
             if envelope.resume_at not in self.plan.steps:
                 raise EnvelopeError(f"resume_at names no step of {self.plan.id}: {envelope.resume_at!r}")
         except EnvelopeError as exc:
-            return [self._bad_input_letter(record, f"not an envelope: {exc}")]
+            return [self.letters.bad_input(record, f"not an envelope: {exc}")]
         return await self.execute(envelope, record.partition)
 
     # -- execution --------------------------------------------------------------------------------------------
@@ -260,6 +241,18 @@ class StageRunner:
             replay_from=envelope.replay_from,
         )
 
+    def _step_letter(self, run: RunState, envelope: Envelope, failure: StepFailure, partition: int) -> Emission:
+        """A step failed for good: the dead letter holds the run as it was just before the step."""
+        resume = self._resume_envelope(
+            run,
+            envelope,
+            failure.step,
+            {s: o for s, o in run.outputs.items() if s != failure.step},
+            [t for t in run.trace if t["step"] != failure.step],
+            envelope.error,
+        )
+        return self.letters.step_failed(run, resume, failure, partition)
+
     def _envelope_to(self, topic: str, envelope: Envelope, partition: int) -> Emission:
         return Emission(topic, partition, envelope.key.encode(), envelope.encode(),
                         (("ia-run-id", envelope.run_id.encode()),))  # fmt: skip
@@ -283,88 +276,12 @@ class StageRunner:
         emissions = [Emission(self.topology.output_topic, partition, envelope.key.encode(),
                               orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS), headers)]  # fmt: skip
         if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
-            letter = {
-                "kind": "run_failed",
-                "run_id": run.run_id,
-                "pipeline": self.plan.id,
-                "step": run.error.get("step"),
-                "attempts": run.error.get("attempts", 0),
-                "error": {k: run.error.get(k) for k in ("type", "message", "traceback")},
-                "input": None,
-                "envelope": None,
-                "resume_at": None,
-                "source": envelope.source,
-                "created_ms": _now_ms(),
-            }
-            emissions.append(self._letter(letter, envelope.key, partition))
+            emissions.append(self.letters.run_failed(run, envelope, partition))
         return emissions
-
-    # -- dead letters -----------------------------------------------------------------------------------------
-
-    def _letter(self, letter: dict[str, Any], key: str, partition: int) -> Emission:
-        self._letters.append(letter)
-        return Emission(self.topology.dlq_topic, partition, key.encode(),
-                        orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS),
-                        (("ia-run-id", str(letter["run_id"]).encode()),))  # fmt: skip
-
-    def _step_letter(self, run: RunState, envelope: Envelope, failure: StepFailure, partition: int) -> Emission:
-        """A step failed for good: the dead letter holds the envelope to resume at that step."""
-        resume = self._resume_envelope(
-            run,
-            envelope,
-            failure.step,
-            {s: o for s, o in run.outputs.items() if s != failure.step},
-            [t for t in run.trace if t["step"] != failure.step],
-            envelope.error,
-        )
-        letter = {
-            "kind": "step_failed",
-            "run_id": run.run_id,
-            "pipeline": self.plan.id,
-            "step": failure.step,
-            "attempts": failure.attempts,
-            "error": {"type": failure.type, "message": failure.message, "traceback": failure.traceback},
-            "input": failure.input,
-            "envelope": orjson.loads(resume.encode()),
-            "resume_at": failure.step,
-            "source": envelope.source,
-            "created_ms": _now_ms(),
-        }
-        return self._letter(letter, envelope.key, partition)
 
     def internal_error_letter(self, record: InputRecord, trace: str) -> Emission:
         """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
-        letter = self._record_letter(record, "internal_error", "InternalError", trace.strip().splitlines()[-1])
-        letter["error"]["traceback"] = trace
-        return self._letter(letter, letter["key"], record.partition)
-
-    def _bad_input_letter(self, record: InputRecord, reason: str) -> Emission:
-        letter = self._record_letter(record, "bad_input", "BadInput", reason)
-        return self._letter(letter, letter["key"], record.partition)
-
-    def _record_letter(self, record: InputRecord, kind: str, error_type: str, message: str) -> dict[str, Any]:
-        """A dead letter about a record itself (not a run): its position and its bytes, base64."""
-        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
-        return {
-            "kind": kind,
-            "run_id": run_id,
-            "pipeline": self.plan.id,
-            "step": None,
-            "attempts": 0,
-            "error": {"type": error_type, "message": message, "traceback": None},
-            "input": None,
-            "raw": base64.b64encode(record.value or b"").decode(),
-            "envelope": None,
-            "resume_at": None,
-            "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "timestamp": record.timestamp_ms,
-            },
-            "key": record.key.decode("utf-8", "replace") if record.key else run_id,
-            "created_ms": _now_ms(),
-        }
+        return self.letters.internal_error(record, trace)
 
     # -- join timeouts ----------------------------------------------------------------------------------------
 

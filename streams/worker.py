@@ -32,8 +32,9 @@ from .emission import Emission
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .producer import produce
+from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
-from .stage_runner import InputRecord, StageRunner
+from .stage_runner import StageRunner
 from .topology import Stage, Topology, build_topology
 
 logger = logging.getLogger("ia_modules.streams.worker")

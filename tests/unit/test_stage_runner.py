@@ -19,7 +19,8 @@ from ia_modules.pipeline.loader import load_plan
 from streams.emission import Emission
 from streams.envelope import Envelope, partition_for
 from streams.join_store import JoinStore
-from streams.stage_runner import InputRecord, StageRunner
+from streams.records import InputRecord
+from streams.stage_runner import StageRunner
 from streams.topology import build_topology
 
 ROOT = Path(__file__).resolve().parents[2]

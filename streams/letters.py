@@ -1,0 +1,113 @@
+"""The dead-letter records of one pipeline: what goes on ``ia.<p>.dlq``, kept as well for the results sink.
+
+Four kinds: ``step_failed`` (with the envelope to resume at the step), ``run_failed`` (the run failed without a
+step failing for good), ``bad_input`` and ``internal_error`` (a record that is not an event, or that the runtime
+itself failed on: its position and its bytes, base64). docs/streaming.md lists the fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ia_modules.pipeline.kernel import RunState, StepFailure
+
+from .emission import Emission
+from .envelope import Envelope, run_id_for
+from .records import InputRecord
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class DeadLetters:
+    """Builds the dead letters of ``pipeline`` and keeps them until the sink takes them."""
+
+    pipeline: str
+    topic: str
+    cluster_id: str
+    written: list[dict[str, Any]] = field(default_factory=list)
+
+    def take(self) -> list[dict[str, Any]]:
+        written, self.written = self.written, []
+        return written
+
+    def step_failed(self, run: RunState, resume: Envelope, failure: StepFailure, partition: int) -> Emission:
+        """A step failed for good; ``resume`` is the run just before it, to replay from."""
+        return self._emit(
+            {
+                "kind": "step_failed",
+                "run_id": run.run_id,
+                "pipeline": self.pipeline,
+                "step": failure.step,
+                "attempts": failure.attempts,
+                "error": {"type": failure.type, "message": failure.message, "traceback": failure.traceback},
+                "input": failure.input,
+                "envelope": orjson.loads(resume.encode()),
+                "resume_at": failure.step,
+                "source": resume.source,
+                "created_ms": _now_ms(),
+            },
+            resume.key,
+            partition,
+        )
+
+    def run_failed(self, run: RunState, envelope: Envelope, partition: int) -> Emission:
+        """The run failed at its end without a step failing for good (end_with_failure, a condition that
+        raised, a join timeout)."""
+        error = run.error or {}
+        return self._emit(
+            {
+                "kind": "run_failed",
+                "run_id": run.run_id,
+                "pipeline": self.pipeline,
+                "step": error.get("step"),
+                "attempts": error.get("attempts", 0),
+                "error": {k: error.get(k) for k in ("type", "message", "traceback")},
+                "input": None,
+                "envelope": None,
+                "resume_at": None,
+                "source": envelope.source,
+                "created_ms": _now_ms(),
+            },
+            envelope.key,
+            partition,
+        )
+
+    def bad_input(self, record: InputRecord, reason: str) -> Emission:
+        letter = self._about_record(record, "bad_input", "BadInput", reason)
+        return self._emit(letter, letter["key"], record.partition)
+
+    def internal_error(self, record: InputRecord, trace: str) -> Emission:
+        letter = self._about_record(record, "internal_error", "InternalError", trace.strip().splitlines()[-1])
+        letter["error"]["traceback"] = trace
+        return self._emit(letter, letter["key"], record.partition)
+
+    def _about_record(self, record: InputRecord, kind: str, error_type: str, message: str) -> dict[str, Any]:
+        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+        return {
+            "kind": kind,
+            "run_id": run_id,
+            "pipeline": self.pipeline,
+            "step": None,
+            "attempts": 0,
+            "error": {"type": error_type, "message": message, "traceback": None},
+            "input": None,
+            "raw": base64.b64encode(record.value or b"").decode(),
+            "envelope": None,
+            "resume_at": None,
+            "source": record.source,
+            "key": record.key.decode("utf-8", "replace") if record.key else run_id,
+            "created_ms": _now_ms(),
+        }
+
+    def _emit(self, letter: dict[str, Any], key: str, partition: int) -> Emission:
+        self.written.append(letter)
+        value = orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS)
+        return Emission(self.topic, partition, key.encode(), value, (("ia-run-id", str(letter["run_id"]).encode()),))
