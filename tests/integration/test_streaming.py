@@ -75,13 +75,10 @@ async def test_streamed_results_equal_in_process_results(
     topology = build_topology(pipeline.plan, namespace.prefix, namespace.app_id, fuse == "1")
     carried = await topic_record_count(kafka_broker, topology.stage_topics())
     assert sum(carried.values()) > 0, f"routing went over the stage topics: {carried}"
-    if fuse == "0":
-        reached = {record["trace"][i]["step"] for record in results for i in range(len(record["trace"]))}
-        ran = {e["step"] for r in results for e in r["trace"] if e["status"] != "skipped"}
-        for stage in topology.stages.values():
-            if stage.name in ran and stage.name != topology.start.name:
-                assert carried[stage.topic] > 0, f"{stage.topic} carried no envelope"
-        assert reached
+    ran = {entry["step"] for record in results for entry in record["trace"] if entry["status"] != "skipped"}
+    for stage in topology.stages.values():
+        if stage.name in ran and stage.name != topology.start.name:
+            assert carried[stage.topic] > 0, f"{stage.topic} carried no envelope, though {stage.name} ran"
 
 
 def numbered_events(count: int) -> list[dict[str, object]]:
