@@ -1,7 +1,9 @@
 """The envelope: what travels between stages of a run, and how it is encoded (orjson).
 
 It carries the run's identity and partition key, the input, the step outputs still read downstream, the trace
-so far, the first error, the step to resume at and, for a join that fired, which of its paths were taken.
+so far, the first error, the step to resume at, for a join that fired, which of its paths were taken and, for
+joins still ahead, the tokens this run already decided for them (``carried``: a skipped branch costs no
+message and no join-state write when the run's only envelope brings its token along).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Envelope:
     trace: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     join_tokens: dict[int, Token] = field(default_factory=dict)
+    carried: dict[str, dict[int, Token]] = field(default_factory=dict)
     source: dict[str, Any] | None = None
     started_ms: int = 0
     replay: int = 0
@@ -70,6 +73,7 @@ class Envelope:
                 "trace": self.trace,
                 "error": self.error,
                 "join_tokens": self.join_tokens,
+                "carried": self.carried,
                 "source": self.source,
                 "started_ms": self.started_ms,
                 "replay": self.replay,
@@ -103,6 +107,10 @@ class Envelope:
                 trace=value.get("trace") or [],
                 error=value.get("error"),
                 join_tokens={int(k): v for k, v in (value.get("join_tokens") or {}).items()},
+                carried={
+                    node: {int(k): v for k, v in tokens.items()}
+                    for node, tokens in (value.get("carried") or {}).items()
+                },
                 source=value.get("source"),
                 started_ms=value.get("started_ms") or 0,
                 replay=value.get("replay") or 0,

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ia_modules.pipeline.kernel import Token
+from ia_modules.pipeline.kernel import Token, join_decision
 
 from .emission import Emission
 
@@ -43,9 +43,7 @@ class JoinEntry:
             self.error = error
 
     def decision(self) -> Token:
-        """Dead-path elimination: fail if any path failed, run if any ran, else skip."""
-        values = self.tokens.values()
-        return "fail" if "fail" in values else "run" if "run" in values else "skip"
+        return join_decision(self.tokens)
 
     def encode(self) -> bytes:
         if self.fired and self.decision() != "fail":
@@ -99,21 +97,20 @@ class JoinStore:
         partition: int,
         key: str,
         node: str,
-        edge_id: int,
-        token: Token,
+        tokens: dict[int, Token],
         fragment: tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None],
         now_ms: int,
         run: dict[str, Any],
     ) -> JoinEntry | None:
-        """Record ``token`` on path ``edge_id``; the entry once every path has delivered (once only: a token
-        that arrives again after the join fired, as after a crash, is ignored)."""
+        """Record ``tokens`` (by path); the entry once every path has delivered (once only: a token that
+        arrives again after the join fired, as after a crash, is ignored)."""
         entries = self.partitions.setdefault(partition, {})
         entry = entries.get(key)
         if entry is None:
             entry = entries[key] = JoinEntry({}, {}, {}, None, now_ms, run=run)
         if entry.fired:
             return None
-        entry.tokens[edge_id] = token
+        entry.tokens.update(tokens)
         entry.merge(*fragment)
         if len(entry.tokens) < self.expected[node]:
             self._partial_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))

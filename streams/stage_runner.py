@@ -15,7 +15,7 @@ import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.graph import END, Edge
-from ia_modules.pipeline.kernel import RunState, StepFailure, Token, run_step, skip_step
+from ia_modules.pipeline.kernel import RunState, StepFailure, Token, join_decision, run_step, skip_step
 from ia_modules.pipeline.services import current_execution_id
 from ia_modules.pipeline.step import Step
 from ia_modules.pipeline.templates import Scope, render_text
@@ -111,51 +111,70 @@ class StageRunner:
     ) -> list[Emission]:
         """Run steps from ``start`` until every branch has left this stage: a run token for a step of this
         stage runs it here, one for another stage becomes an envelope on that stage's topic, skips and fails
-        travel on at once, and a join first collects its paths in the join store."""
-        stage = self.topology.stage_of.get(start[0][0])
+        travel on at once. A join's tokens are held while this run's envelopes can still bring them there
+        (they travel in the envelope, ``carried``); only a join that must wait for another envelope of the run
+        keeps them in the join store."""
+        topology = self.topology
+        stage = topology.stage_of.get(start[0][0])
         emissions: list[Emission] = []
+        forwards: list[str] = []
+        held = {node: dict(tokens) for node, tokens in envelope.carried.items()}
         pending: deque[tuple[str, Token]] = deque(start)
+
+        def go_on(target: str, decided: Token) -> None:
+            if target == END:
+                emissions.extend(self.finish(run, envelope, partition))
+            elif decided != "run":
+                pending.append((target, decided))
+            elif topology.stage_of[target] == stage and target not in topology.joins:
+                pending.append((target, "run"))
+            else:
+                forwards.append(target)
+
         reset = current_execution_id.set(run.run_id)
         try:
             while pending:
-                step_id, token = pending.popleft()
-                if token == "run":
-                    failures_before = len(run.failures)
-                    sends = await run_step(run, self.plan.steps[step_id], self.steps[step_id])
-                    for failure in run.failures[failures_before:]:
-                        emissions.append(self._step_letter(run, envelope, failure, partition))
-                else:
-                    sends = skip_step(run, step_id, token)
-                for edge, sent in sends:
-                    target, decided = edge.target, sent
-                    if target in self.topology.joins:
-                        key = join_key(run.run_id, envelope.replay, target)
-                        if envelope.replay and self.store.get(partition, key) is None:
-                            self._seed_replayed_join(partition, envelope, target, key)
-                        entry = self.store.deliver(
-                            partition,
-                            key,
-                            target,
-                            edge.id,
-                            sent,
-                            self._fragment(run, target),
-                            _now_ms(),
-                            _run_identity(envelope),
-                        )
-                        if entry is None:
-                            continue
-                        decided = self._take_join(run, target, entry)
-                    if target == END:
-                        emissions.extend(self.finish(run, envelope, partition))
-                    elif decided != "run":
-                        pending.append((target, decided))
-                    elif self.topology.stage_of[target] == stage and target not in self.topology.joins:
-                        pending.append((target, "run"))
+                while pending:
+                    step_id, token = pending.popleft()
+                    if token == "run":
+                        failures_before = len(run.failures)
+                        sends = await run_step(run, self.plan.steps[step_id], self.steps[step_id])
+                        for failure in run.failures[failures_before:]:
+                            emissions.append(self._step_letter(run, envelope, failure, partition, held))
                     else:
-                        emissions.append(self._next_stage(run, envelope, target, partition))
+                        sends = skip_step(run, step_id, token)
+                    for edge, sent in sends:
+                        if edge.target not in topology.joins:
+                            go_on(edge.target, sent)
+                            continue
+                        tokens = held.setdefault(edge.target, {})
+                        tokens[edge.id] = sent
+                        if len(tokens) == len(self.plan.graph.incoming[edge.target]):
+                            del held[edge.target]
+                            run.tokens[edge.target] = tokens
+                            go_on(edge.target, join_decision(tokens))
+                for node in [node for node in held if not any(node in topology.joins_ahead[f] for f in forwards)]:
+                    entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
+                    if entry is not None:
+                        go_on(node, self._take_join(run, node, entry))
         finally:
             current_execution_id.reset(reset)
+        for target in forwards:
+            ahead = topology.joins_ahead[target]
+            carried = {node: tokens for node, tokens in held.items() if node in ahead}
+            emissions.append(self._next_stage(run, envelope, target, partition, carried))
         return emissions
+
+    def _deliver_to_store(
+        self, run: RunState, envelope: Envelope, partition: int, node: str, tokens: dict[int, Token]
+    ) -> JoinEntry | None:
+        """A join that waits for another envelope of this run: its tokens go to the join store; the entry once
+        every path has delivered."""
+        key = join_key(run.run_id, envelope.replay, node)
+        if envelope.replay and self.store.get(partition, key) is None:
+            self._seed_replayed_join(partition, envelope, node, key)
+        fragment = self._fragment(run, node)
+        return self.store.deliver(partition, key, node, tokens, fragment, _now_ms(), _run_identity(envelope))
 
     def _seed_replayed_join(self, partition: int, envelope: Envelope, node: str, key: str) -> None:
         """A replayed run reaching a join: start from what the last attempt's join had from the paths the
@@ -207,11 +226,12 @@ class StageRunner:
         needed = self.topology.needed_outputs[node if node == END else self.topology.stage_of[node]]
         return {s: o for s, o in run.outputs.items() if s in needed}, run.trace, run.error
 
-    def _next_stage(self, run: RunState, envelope: Envelope, target: str, partition: int) -> Emission:
+    def _next_stage(
+        self, run: RunState, envelope: Envelope, target: str, partition: int, carried: dict[str, dict[int, Token]]
+    ) -> Emission:
         needed = self.topology.needed_outputs[self.topology.stage_of[target]]
-        forward = self._resume_envelope(
-            run, envelope, target, {s: o for s, o in run.outputs.items() if s in needed}, list(run.trace), run.error
-        )
+        outputs = {s: o for s, o in run.outputs.items() if s in needed}
+        forward = self._resume_envelope(run, envelope, target, outputs, list(run.trace), run.error, carried)
         return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
 
     def _resume_envelope(
@@ -222,6 +242,7 @@ class StageRunner:
         outputs: dict[str, Any],
         trace: list[dict[str, Any]],
         error: dict[str, Any] | None,
+        carried: dict[str, dict[int, Token]],
     ) -> Envelope:
         """The run, carried on from ``envelope``, to go on at ``resume_at``."""
         return Envelope(
@@ -235,14 +256,24 @@ class StageRunner:
             trace=trace,
             error=error,
             join_tokens=dict(run.tokens.get(resume_at, {})),
+            carried=carried,
             source=envelope.source,
             started_ms=envelope.started_ms,
             replay=envelope.replay,
             replay_from=envelope.replay_from,
         )
 
-    def _step_letter(self, run: RunState, envelope: Envelope, failure: StepFailure, partition: int) -> Emission:
-        """A step failed for good: the dead letter holds the run as it was just before the step."""
+    def _step_letter(
+        self,
+        run: RunState,
+        envelope: Envelope,
+        failure: StepFailure,
+        partition: int,
+        held: dict[str, dict[int, Token]],
+    ) -> Emission:
+        """A step failed for good: the dead letter holds the run as it was just before the step, with the join
+        tokens it held then (a replay that resumes there brings them along)."""
+        ahead = self.topology.joins_ahead[failure.step]
         resume = self._resume_envelope(
             run,
             envelope,
@@ -250,6 +281,7 @@ class StageRunner:
             {s: o for s, o in run.outputs.items() if s != failure.step},
             [t for t in run.trace if t["step"] != failure.step],
             envelope.error,
+            {node: dict(tokens) for node, tokens in held.items() if node in ahead},
         )
         return self.letters.step_failed(run, resume, failure, partition)
 

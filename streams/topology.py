@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.graph import END
+from ia_modules.pipeline.graph import END, reachable_from
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Topology:
     stage_of: dict[str, str]
     joins: frozenset[str]
     needed_outputs: dict[str, frozenset[str]]
+    joins_ahead: dict[str, frozenset[str]]
+    """For each step, the joins a run going on from it may still reach (itself included, and the end node when
+    that is a join): the joins its envelope can carry tokens to."""
 
     @property
     def start(self) -> Stage:
@@ -86,6 +89,8 @@ def build_topology(plan: PipelinePlan, prefix: str = "ia", app_id: str = "ia-mod
         stages[head] = Stage(head, tuple(chain), f"{base}.{head}", concurrency, head == graph.start)
         stage_of.update((s, head) for s in chain)
     inputs = tuple(plan.model.stream.input_topics or [f"{base}.input"])
+    joins = frozenset(node for node, edges in graph.incoming.items() if len(edges) > 1)
+    ends_in_join = {END} if END in joins else set()
     return Topology(
         pipeline=plan.id,
         partitions=plan.partitions,
@@ -95,8 +100,9 @@ def build_topology(plan: PipelinePlan, prefix: str = "ia", app_id: str = "ia-mod
         joins_topic=f"{app_id}.{plan.id}.joins-changelog",
         stages=stages,
         stage_of=stage_of,
-        joins=frozenset(node for node, edges in graph.incoming.items() if len(edges) > 1),
+        joins=joins,
         needed_outputs=_needed_outputs(plan, stages),
+        joins_ahead={s: frozenset(reachable_from(graph, s) & joins | ends_in_join) for s in plan.steps},
     )
 
 

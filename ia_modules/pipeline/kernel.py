@@ -81,8 +81,7 @@ class RunState:
         received[edge.id] = token
         if len(received) < len(incoming):
             return None
-        values = received.values()
-        return "fail" if "fail" in values else "run" if "run" in values else "skip"
+        return join_decision(received)
 
     def input_for(self, step: StepPlan) -> dict[str, Any]:
         """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
@@ -113,6 +112,13 @@ class RunState:
             if received.get(edge.id, "run") == "run" and edge.source in self.outputs:
                 merged.update(self.outputs[edge.source])
         return merged
+
+
+def join_decision(tokens: Mapping[int, Token]) -> Token:
+    """What a join whose paths all delivered does (dead-path elimination): ``fail`` if any path failed,
+    ``run`` if any ran, else ``skip``."""
+    values = tokens.values()
+    return "fail" if "fail" in values else "run" if "run" in values else "skip"
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int) -> float:

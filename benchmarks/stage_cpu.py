@@ -1,0 +1,124 @@
+"""CPU per event of the stage runner, in memory: no broker, no Kafka client, only the work each hop does.
+
+    .venv/bin/python -m benchmarks.stage_cpu [--events 20000] [--rounds 5] [--profile PATH]
+
+The streaming benchmark's worker is CPU-bound in Python, so this isolates what the runtime adds per event: the
+bench pipeline's three hops through ``StageRunner`` (envelopes decoded and encoded, steps run by the kernel,
+join state, the result record), each emission routed straight back in, against the raw chain's three hops
+(orjson decode, the same transform, orjson encode). Both get the same synthetic ~1 KB events; rounds alternate
+and the best of each counts. The garbage collector runs as it does in the worker (frozen after set-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import time
+from collections import deque
+from pathlib import Path
+
+import orjson
+
+from benchmarks.bench_steps import TRIVIAL_HOPS
+from benchmarks.streaming_throughput import BENCH_PIPELINE, PARTITIONS, synthetic_events
+from ia_modules.pipeline.core import Pipeline
+from streams.emission import Emission
+from streams.join_store import JoinStore
+from streams.records import InputRecord
+from streams.stage_runner import StageRunner
+from streams.topology import build_topology
+
+
+def raw_hops(values: list[bytes]) -> int:
+    """The raw chain's work: three decode-transform-encode hops per event; returns the bytes produced."""
+    produced = 0
+    first, second, third = TRIVIAL_HOPS
+    for value in values:
+        message = orjson.dumps(first(orjson.loads(value)))
+        message = orjson.dumps(second(orjson.loads(message)))
+        produced += len(message) + len(orjson.dumps(third(orjson.loads(message))))
+    return produced
+
+
+class InMemoryWorker:
+    """The worker's stage runner with emissions routed straight back in, as a broker would deliver them."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        plan = pipeline.plan
+        self.topology = build_topology(plan, fuse=True)
+        expected = {node: len(plan.graph.incoming[node]) for node in self.topology.joins}
+        self.store = JoinStore(self.topology.joins_topic, expected)
+        self.runner = StageRunner(plan, self.topology, pipeline.steps_for(None), self.store, "bench-cluster")
+        self.stage_topics = set(self.topology.stage_topics())
+        self.offsets: dict[str, int] = {}
+        self.records = 0
+        self.bytes = 0
+
+    async def run(self, keyed: list[tuple[bytes, int, bytes]]) -> int:
+        queue: deque[Emission] = deque()
+        input_topic = self.topology.input_topics[0]
+        outputs = 0
+        for offset, (key, partition, value) in enumerate(keyed):
+            queue.extend(await self.runner.on_input(InputRecord(input_topic, partition, offset, 0, key, value)))
+            while queue:
+                emission = queue.popleft()
+                self.records += 1
+                self.bytes += len(emission.value or b"")
+                if emission.topic in self.stage_topics:
+                    at = self.offsets.get(emission.topic, 0)
+                    self.offsets[emission.topic] = at + 1
+                    record = InputRecord(emission.topic, emission.partition, at, 0, emission.key, emission.value)
+                    queue.extend(await self.runner.on_envelope(record))
+                elif emission.topic == self.topology.output_topic:
+                    outputs += 1
+            for write in [*self.store.take_partial_writes(), *self.store.take_fired_writes()]:
+                self.records += 1
+                self.bytes += len(write.value or b"")
+            self.runner.take_finished()
+        return outputs
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    events = synthetic_events(arguments.events)
+    keyed = [(r.key, r.partition, r.value) for r in events]
+    values = [r.value for r in events]
+    pipeline = await Pipeline.load(BENCH_PIPELINE)
+    assert pipeline.plan.model.stream.partitions == PARTITIONS
+    gc.collect()
+    gc.freeze()
+    best = {"raw": float("inf"), "runner": float("inf")}
+    worker = InMemoryWorker(pipeline)
+    for _ in range(arguments.rounds):
+        clock = time.perf_counter()
+        raw_hops(values)
+        best["raw"] = min(best["raw"], time.perf_counter() - clock)
+        worker = InMemoryWorker(pipeline)
+        profiler = cProfile.Profile() if arguments.profile else None
+        clock = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        outputs = await worker.run(keyed)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(arguments.profile)
+        best["runner"] = min(best["runner"], time.perf_counter() - clock)
+        assert outputs == len(keyed), f"{outputs} results for {len(keyed)} events"
+    count = len(keyed)
+    raw_us, runner_us = best["raw"] / count * 1e6, best["runner"] / count * 1e6
+    print(f"{count:,} events, best of {arguments.rounds} rounds")
+    print(f"  raw hops      {raw_us:7.1f} us/event   3 records, {raw_hops(values[:1]):,} bytes for the first event")
+    print(
+        f"  stage runner  {runner_us:7.1f} us/event   {worker.records / count:.2f} records, "
+        f"{worker.bytes / count:,.0f} bytes per event"
+    )
+    print(f"  runner - raw  {runner_us - raw_us:7.1f} us/event")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the last runner round here")
+    asyncio.run(main(parser.parse_args()))
