@@ -8,7 +8,7 @@ and not null; a literal (``'x'``, ``"x"``, ``3``, ``true``, ``null``) may stand 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +21,9 @@ _SINGLE = re.compile(r"(?<!\{)\{\s*((?:parameters|steps|pipeline_input)(?:[.\s|]
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 _MISSING: Any = object()
+
+Accessor = Callable[["Scope"], Any]
+"""A compiled template: resolves it against a scope with no dispatch on its shape left to do."""
 
 
 class TemplateSyntaxError(ValueError):
@@ -64,6 +67,33 @@ class Reference:
                 return walk(value, path[1:])
         return walk(value, self.path)
 
+    def accessor(self) -> Accessor:
+        """``resolve`` specialised for this reference (most read one key of a step's output)."""
+        path = self.path
+        if self.root == "step" and not self.alias_result:
+            step = self.step
+            if len(path) == 1 and type(path[0]) is str:
+                key = path[0]
+
+                def step_key(scope: Scope) -> Any:
+                    value = scope.outputs.get(step)  # type: ignore[arg-type]
+                    if type(value) is dict:
+                        return value.get(key)
+                    return None if value is None else walk(value, path)
+
+                return step_key
+
+            def step_path(scope: Scope) -> Any:
+                value = scope.outputs.get(step)  # type: ignore[arg-type]
+                return None if value is None else walk(value, path)
+
+            return step_path
+        if self.root == "pipeline_input":
+            return lambda scope: walk(scope.pipeline_input, path)
+        if self.root == "parameters":
+            return lambda scope: walk(scope.parameters, path)
+        return self.resolve
+
 
 def walk(value: Any, path: tuple[str | int, ...]) -> Any:
     """Follow ``path`` through dicts (by key) and lists (by index); None where anything is missing."""
@@ -92,6 +122,10 @@ class LiteralValue:
     def resolve(self, scope: Scope) -> Any:
         return self.value
 
+    def accessor(self) -> Accessor:
+        value = self.value
+        return lambda scope: value
+
 
 @dataclass(frozen=True, slots=True)
 class Expression:
@@ -99,13 +133,24 @@ class Expression:
 
     text: str
     alternatives: tuple[Reference | LiteralValue, ...]
+    resolve: Accessor = field(init=False, repr=False, compare=False)
 
-    def resolve(self, scope: Scope) -> Any:
-        for alternative in self.alternatives:
-            value = alternative.resolve(scope)
-            if value is not None:
-                return value
-        return None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolve", self.accessor())
+
+    def accessor(self) -> Accessor:
+        accessors = tuple(alternative.accessor() for alternative in self.alternatives)
+        if len(accessors) == 1:
+            return accessors[0]
+
+        def first_present(scope: Scope) -> Any:
+            for get in accessors:
+                value = get(scope)
+                if value is not None:
+                    return value
+            return None
+
+        return first_present
 
     def references(self) -> Iterator[Reference]:
         for alternative in self.alternatives:
@@ -202,18 +247,26 @@ class Compiled:
     value: Any = None
     parts: tuple[Any, ...] = ()
     expressions: tuple[Expression, ...] = field(default=())
+    resolve: Accessor = field(init=False, repr=False, compare=False)
+    """Rebuild the value for a scope (compiled once, with the shape's dispatch done here)."""
 
-    def resolve(self, scope: Scope) -> Any:
-        kind = self.kind
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolve", self._accessor())
+
+    def _accessor(self) -> Accessor:
+        kind, value = self.kind, self.value
         if kind == "constant":
-            return self.value
+            return lambda scope: value
         if kind == "whole":
-            return self.expressions[0].resolve(scope)
+            return self.expressions[0].resolve
         if kind == "text":
-            return "".join(p if isinstance(p, str) else render_text(p.resolve(scope)) for p in self.parts)
+            parts = tuple(p if isinstance(p, str) else p.resolve for p in self.parts)
+            return lambda scope: "".join(p if isinstance(p, str) else render_text(p(scope)) for p in parts)
         if kind == "dict":
-            return {key: item.resolve(scope) for key, item in self.parts}
-        return [item.resolve(scope) for item in self.parts]
+            items = tuple((key, item.resolve) for key, item in self.parts)
+            return lambda scope: {key: get(scope) for key, get in items}
+        elements = tuple(item.resolve for item in self.parts)
+        return lambda scope: [get(scope) for get in elements]
 
     @property
     def is_constant(self) -> bool:
