@@ -122,6 +122,8 @@ class CompiledCondition:
     """A condition ready to evaluate; ``is_async`` when it calls a function somewhere (which may be async)."""
 
     is_async: bool = False
+    always: bool = False
+    """Holds whatever the scope: the kernel takes the path without evaluating it."""
 
     def evaluate(self, scope: Scope) -> Observation:
         raise NotImplementedError
@@ -137,9 +139,15 @@ class CompiledCondition:
         raise NotImplementedError
 
 
+TAKEN = Observation(True, None, None)
+"""What an ``always`` condition observes (shared: observations are only read)."""
+
+
 class Always(CompiledCondition):
+    always = True
+
     def evaluate(self, scope: Scope) -> Observation:
-        return Observation(True, None, None)
+        return TAKEN
 
     def describe(self) -> str:
         return "always"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from .compiler import PipelinePlan, StepPlan
-from .conditions import Observation
+from .conditions import TAKEN, Observation
 from .deadline import DeadlineExceeded, run_with_deadline
 from .errors import PermanentStepError, StepOutputError
 from .graph import END, Edge
@@ -87,15 +87,16 @@ class RunState:
         """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
         as a copy of its own: a step that changes its data changes nothing the run keeps."""
         data = dict(self.pipeline_input)
-        incoming = self.plan.graph.incoming[step.id]
+        outputs = self.outputs
         received = self.tokens.get(step.id)
-        for edge in incoming:
+        for edge in self.plan.graph.incoming[step.id]:
             if received is None or received.get(edge.id) == "run":
-                output = self.outputs.get(edge.source)
+                output = outputs.get(edge.source)
                 if output is not None:
                     data.update(output)
-        if not step.inputs.is_constant or step.inputs.value:
-            data.update(step.inputs.resolve(self.scope()))
+        inputs = step.inputs
+        if inputs.kind != "constant" or inputs.value:
+            data.update(inputs.resolve(Scope(self.pipeline_input, self.plan.parameters, outputs)))
         return as_json_object(data)
 
     @property
@@ -160,40 +161,51 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
     started = time.time()
     clock = time.perf_counter()
     attempts = 0
-    policy = step.retry
-    entry: dict[str, Any] = {"step": step.id, "status": "ok", "attempts": 0, "started_at": _now_iso(started)}
     while True:
         attempts += 1
         try:
             output = _as_json(step.id, await run_with_deadline(instance.work(data), step.timeout_s))
             break
         except Exception as exc:
-            if isinstance(exc, DeadlineExceeded):
-                error_type, message = "TimeoutError", f"step '{step.id}' timed out after {step.timeout_s:g}s"
-            else:
-                error_type, message = type(exc).__name__, str(exc)
-            if attempts < policy.max_attempts and not isinstance(exc, StepOutputError | PermanentStepError):
-                await asyncio.sleep(backoff_delay(policy, attempts))
+            if attempts < step.retry.max_attempts and not isinstance(exc, StepOutputError | PermanentStepError):
+                await asyncio.sleep(backoff_delay(step.retry, attempts))
                 continue
-            failure = StepFailure(
-                step.id, error_type, message, attempts, "".join(traceback.format_exception(exc)), data
-            )
-            entry.update(
-                status="failed",
-                attempts=attempts,
-                duration_ms=_ms(clock),
-                error={"type": error_type, "message": message},
-            )
-            if step.on_error == "continue":
-                entry["on_error"] = "continue"
-                run.outputs[step.id] = {"status": "failed", "error": {"type": error_type, "message": message}}
-                return await _route(run, step.id, run.outputs[step.id], entry)
-            run.failures.append(failure)
-            run.fail(failure.as_error())
-            return _pass_on(run, step.id, "fail", entry, "step failed")
-    entry.update(attempts=attempts, duration_ms=_ms(clock))
+            return await _failed(run, step, data, exc, attempts, started, clock)
+    entry = {
+        "step": step.id,
+        "status": "ok",
+        "attempts": attempts,
+        "started_at": _now_iso(started),
+        "duration_ms": _ms(clock),
+    }
     run.outputs[step.id] = output
     return await _route(run, step.id, output, entry)
+
+
+async def _failed(
+    run: RunState, step: StepPlan, data: dict[str, Any], exc: Exception, attempts: int, started: float, clock: float
+) -> list[tuple[Edge, Token]]:
+    """A step that failed for good: ``on_error: continue`` routes a failed output on, else the run fails."""
+    if isinstance(exc, DeadlineExceeded):
+        error_type, message = "TimeoutError", f"step '{step.id}' timed out after {step.timeout_s:g}s"
+    else:
+        error_type, message = type(exc).__name__, str(exc)
+    entry: dict[str, Any] = {
+        "step": step.id,
+        "status": "failed",
+        "attempts": attempts,
+        "started_at": _now_iso(started),
+        "duration_ms": _ms(clock),
+        "error": {"type": error_type, "message": message},
+    }
+    if step.on_error == "continue":
+        entry["on_error"] = "continue"
+        run.outputs[step.id] = {"status": "failed", "error": {"type": error_type, "message": message}}
+        return await _route(run, step.id, run.outputs[step.id], entry)
+    failure = StepFailure(step.id, error_type, message, attempts, "".join(traceback.format_exception(exc)), data)
+    run.failures.append(failure)
+    run.fail(failure.as_error())
+    return _pass_on(run, step.id, "fail", entry, "step failed")
 
 
 def skip_step(run: RunState, step_id: str, token: Token) -> list[tuple[Edge, Token]]:
@@ -242,27 +254,32 @@ async def _route(
     run: RunState, step_id: str, output: Mapping[str, Any], entry: dict[str, Any]
 ) -> list[tuple[Edge, Token]]:
     """Evaluate every path leaving the step in file order; every path whose condition holds is taken."""
-    scope = run.scope(output)
+    scope: Scope | None = None
     sends: list[tuple[Edge, Token]] = []
     routes: list[dict[str, Any]] = []
     for edge in run.plan.graph.outgoing[step_id]:
         condition = edge.condition
-        try:
-            seen = await condition.evaluate_async(scope) if condition.is_async else condition.evaluate(scope)
-        except Exception as exc:
-            message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(exc).__name__}: {exc}"
-            run.fail(
-                {
-                    "step": step_id,
-                    "type": "ConditionError",
-                    "message": message,
-                    "attempts": 0,
-                    "traceback": "".join(traceback.format_exception(exc)),
-                }
-            )
-            routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
-            sends.append((edge, "fail"))
-            continue
+        if condition.always:
+            seen = TAKEN
+        else:
+            if scope is None:
+                scope = run.scope(output)
+            try:
+                seen = await condition.evaluate_async(scope) if condition.is_async else condition.evaluate(scope)
+            except Exception as exc:
+                message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(exc).__name__}: {exc}"
+                run.fail(
+                    {
+                        "step": step_id,
+                        "type": "ConditionError",
+                        "message": message,
+                        "attempts": 0,
+                        "traceback": "".join(traceback.format_exception(exc)),
+                    }
+                )
+                routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
+                sends.append((edge, "fail"))
+                continue
         routes.append(_route_entry(edge, seen))
         if seen.taken and edge.terminal == "end_with_failure":
             run.fail(
