@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 from .errors import StepOutputError
 from .services import ServiceRegistry
-
-logger = logging.getLogger("ia_modules.pipeline.step")
 
 
 class Step:
@@ -38,15 +34,12 @@ class Step:
         raise NotImplementedError(f"{type(self).__name__} must implement async run(data)")
 
     async def work(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Run the step, check that it returned a dict, and log how long it took."""
-        started = time.perf_counter()
+        """Run the step and check that it returned a dict (how long it took is in the run's trace)."""
         result = await self.run(data)
-        if not isinstance(result, dict):
+        if type(result) is not dict and not isinstance(result, dict):
             raise StepOutputError(
                 f"step '{self.name}' ({type(self).__name__}.run) returned {type(result).__name__}, expected a dict"
             )
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("step %s took %.3f ms", self.name, (time.perf_counter() - started) * 1000)
         return result
 
     def __repr__(self) -> str:
