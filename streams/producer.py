@@ -1,9 +1,10 @@
-"""Producing emissions in batches and waiting until the broker has acknowledged them all."""
+"""Producing emissions in batches: handed to the producer at once, acknowledged by the broker later."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -11,27 +12,45 @@ from aiokafka import AIOKafkaProducer
 from .emission import Emission
 
 
+@dataclass
+class Sent:
+    """Emissions handed to the producer: how many, and one future per producer batch, done once the broker
+    acknowledged that batch (or failed)."""
+
+    count: int = 0
+    acknowledgements: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    async def acknowledged(self) -> int:
+        """Wait until the broker acknowledged every emission; raises if any send failed."""
+        if self.acknowledgements:
+            await asyncio.gather(*self.acknowledgements)
+        return self.count
+
+
 async def produce(producer: AIOKafkaProducer, emissions: Iterable[Emission]) -> int:
     """Send ``emissions`` (in order, per partition) and return once the broker acknowledged every one;
     raises if any send failed. Returns how many were sent."""
+    return await (await send(producer, emissions)).acknowledged()
+
+
+async def send(producer: AIOKafkaProducer, emissions: Iterable[Emission]) -> Sent:
+    """Hand ``emissions`` to the producer, in order per partition, one producer batch per partition (and
+    more when one fills up), without waiting for the broker."""
     batches: dict[tuple[str, int], Any] = {}
-    pending: list[asyncio.Future[Any]] = []
-    count = 0
+    sent = Sent()
     for emission in emissions:
-        count += 1
+        sent.count += 1
         where = (emission.topic, emission.partition)
         batch = batches.get(where)
         if batch is None:
             batch = batches[where] = producer.create_batch()
         headers = list(emission.headers)
         if batch.append(key=emission.key, value=emission.value, timestamp=None, headers=headers) is None:
-            pending.append(await producer.send_batch(batch, emission.topic, partition=emission.partition))
+            sent.acknowledgements.append(await producer.send_batch(batch, emission.topic, partition=emission.partition))
             batch = batches[where] = producer.create_batch()
             if batch.append(key=emission.key, value=emission.value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"a record for {emission.topic} is larger than the producer's batch size")
     for (topic, partition), batch in batches.items():
         if batch.record_count():
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
-    if pending:
-        await asyncio.gather(*pending)
-    return count
+            sent.acknowledgements.append(await producer.send_batch(batch, topic, partition=partition))
+    return sent

@@ -81,12 +81,16 @@ async def broker_for_worker(settings: Settings) -> AsyncIterator[tuple[str, int]
         yield address, settings.session_timeout_ms or EMBEDDED_SESSION_TIMEOUT_MS
 
 
+GC_THRESHOLDS = (20_000, 20, 50)
+"""The collector's generation thresholds in a worker (Python's defaults are 700, 10, 10)."""
+
+
 def tune_garbage_collection() -> None:
     """A worker makes many short-lived dicts per record: collect the youngest generation less often, and keep
     what startup loaded (modules, plans, steps) out of every collection."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _stop_if_failed(task: asyncio.Task[None], worker: Worker) -> None:

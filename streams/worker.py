@@ -1,9 +1,11 @@
 """The worker: one consumer group over every pipeline's input and stage topics, stages run in batches.
 
 For each batch it runs the records (in order per partition; with a stage's ``concurrency`` above 1, in order
-per key), produces what they emitted, waits for the broker's acknowledgements, writes the markers of joins
-that fired, and only then commits the offsets: at least once, end to end. Partitions are co-assigned across a
-pipeline's topics (range assignment over equal partition counts), so a run's join state is always local.
+per key) and hands what they emitted to the producer; then, while it runs the next batch, it waits for the
+broker's acknowledgements, writes the markers of joins that fired and the results sink's rows, and only then
+commits the batch's offsets: at least once, end to end, with one batch completing behind the one running.
+Partitions are co-assigned across a pipeline's topics (range assignment over equal partition counts), so a
+run's join state is always local.
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ from .commit_gate import CommitGate
 from .emission import Emission
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
-from .producer import produce
+from .producer import Sent, produce, send
 from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
 from .stage_runner import StageRunner
 from .topology import Stage, Topology, build_topology
 
 logger = logging.getLogger("ia_modules.streams.worker")
+
+YIELD_EVERY = 64
+"""Records run between two yields to the event loop, so that the batch before is acknowledged, its rows
+written and its offsets committed while this one runs (and heartbeats and fetches go on)."""
 
 FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
 """How long a join that fired ``fail`` is kept, for a replay of its run from the dead-letter queue."""
@@ -113,6 +119,7 @@ class Worker:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._completing: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
         """Set once the worker has partitions and is consuming them."""
@@ -180,9 +187,11 @@ class Worker:
                 if batch:
                     async with self._lock:
                         await self._process(batch)
-                elif self.gate is not None and self.gate.holding:
+                elif self._completing is not None or (self.gate is not None and self.gate.holding):
                     async with self._lock:
-                        await self.gate.retry_if_due()
+                        await self._settle()
+                        if self.gate is not None:
+                            await self.gate.retry_if_due()
         finally:
             await self._shutdown()
 
@@ -207,6 +216,10 @@ class Worker:
         return batch
 
     async def _shutdown(self) -> None:
+        try:
+            await self._settle()
+        except Exception:
+            logger.exception("the last batch could not be completed; its records will be consumed again")
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -223,6 +236,8 @@ class Worker:
     # -- the hot path ---------------------------------------------------------------------------------------
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Run the batch and hand its emissions to the producer; the batch before it is then completed, and
+        this one is completed (``_complete``) while the next one runs."""
         assert self._consumer is not None and self._producer is not None
         owned = self._consumer.assignment()
         work = {tp: records for tp, records in batch.items() if tp in owned and records}
@@ -231,15 +246,38 @@ class Worker:
         per_partition = await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items()))
         emissions = [emission for emitted in per_partition for emission in emitted]
         emissions.extend(w for runtime in self.runtimes for w in runtime.store.take_partial_writes())
-        self.stats.produced += await produce(self._producer, emissions)
+        sent = await send(self._producer, emissions)
         fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
+        runs, letters = self._take_finished()
+        offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
+        consumed = sum(len(records) for records in work.values())
+        await self._settle()
+        self._completing = asyncio.ensure_future(self._complete(sent, fired, offsets, runs, letters, consumed))
+
+    async def _complete(
+        self,
+        sent: Sent,
+        fired: list[Emission],
+        offsets: dict[TopicPartition, int],
+        runs: list[FinishedRun],
+        letters: list[dict[str, Any]],
+        consumed: int,
+    ) -> None:
+        """A batch's emissions are acknowledged: write the markers of the joins it fired (only now, so a crash
+        before fires them again rather than never), the sink's rows, then commit its offsets."""
+        assert self._producer is not None and self.gate is not None
+        self.stats.produced += await sent.acknowledged()
         if fired:
             self.stats.produced += await produce(self._producer, fired)
-        runs, letters = self._take_finished()
-        assert self.gate is not None
-        await self.gate.complete({tp: records[-1].offset + 1 for tp, records in work.items()}, runs, letters)
-        self.stats.consumed += sum(len(records) for records in work.values())
+        await self.gate.complete(offsets, runs, letters)
+        self.stats.consumed += consumed
         self.stats.batches += 1
+
+    async def _settle(self) -> None:
+        """Wait until the batch being completed is (raises what completing it raised)."""
+        completing, self._completing = self._completing, None
+        if completing is not None:
+            await completing
 
     def _take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
         runs: list[FinishedRun] = []
@@ -254,8 +292,10 @@ class Worker:
         route = self.routes[tp.topic]
         if route.stage.concurrency <= 1:
             emitted: list[Emission] = []
-            for record in records:
+            for index, record in enumerate(records, 1):
                 emitted.extend(await self._run_record(route, record))
+                if not index % YIELD_EVERY:
+                    await asyncio.sleep(0)
             return emitted
         return await self._run_by_key(route, records)
 
@@ -297,6 +337,7 @@ class Worker:
         if self._producer is None:
             return
         async with self._lock:
+            await self._settle()
             for runtime in self.runtimes:
                 timeout_s = runtime.plan.model.stream.join_timeout_s
                 emissions = await runtime.runner.expire_joins(timeout_s)
@@ -324,7 +365,10 @@ class Worker:
         return touched
 
     async def forget(self, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions are revoked: complete the batch in flight (its offsets are committed while they are still
+        ours), then forget what is held for them."""
         async with self._lock:
+            await self._settle()
             if self.gate is not None:
                 self.gate.drop()
             for index, partitions in self._partitions_of(revoked).items():
