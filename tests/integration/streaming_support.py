@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,15 @@ async def publish_raw(broker: str, topic: str, values: Iterable[bytes]) -> None:
         await producer.stop()
 
 
-async def collect(broker: str, topic: str, count: int, timeout_s: float = 90) -> list[dict[str, Any]]:
-    """At least ``count`` records of ``topic`` from its beginning, decoded (fewer if the time runs out)."""
+async def collect(
+    broker: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 90,
+    distinct: Callable[[dict[str, Any]], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Records of ``topic`` from its beginning, decoded, until there are ``count`` of them (or ``count``
+    different ``distinct(record)`` values, where repeats are expected), or the time runs out."""
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
     await consumer.start()
     records: list[dict[str, Any]] = []
@@ -146,10 +153,14 @@ async def collect(broker: str, topic: str, count: int, timeout_s: float = 90) ->
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        while len(records) < count and time.monotonic() < deadline:
+        seen: set[Any] = set()
+        while (len(seen) if distinct else len(records)) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for batch_records in batch.values():
-                records.extend(orjson.loads(r.value) for r in batch_records if r.value is not None)
+                decoded = [orjson.loads(r.value) for r in batch_records if r.value is not None]
+                records.extend(decoded)
+                if distinct is not None:
+                    seen.update(distinct(record) for record in decoded)
     finally:
         await consumer.stop()
     return records
