@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Emission:
+class Emission(NamedTuple):
+    """Where a record goes and what it holds (a tuple: several are made per event, and cheaply)."""
+
     topic: str
     partition: int
     key: bytes | None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class InputRecord:
-    """The parts of a consumed record a stage needs."""
+class InputRecord(NamedTuple):
+    """The parts of a consumed record a stage needs (a tuple: one is made per consumed record)."""
 
     topic: str
     partition: int

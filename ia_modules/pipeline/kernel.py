@@ -23,7 +23,7 @@ from .deadline import DeadlineExceeded, run_with_deadline
 from .errors import PermanentStepError, StepOutputError
 from .graph import END, Edge
 from .models import RetryPolicy
-from .step import Step
+from .step import Step, checked_output
 from .templates import Scope
 
 Token = Literal["run", "skip", "fail"]
@@ -164,7 +164,8 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
     while True:
         attempts += 1
         try:
-            output = _as_json(step.id, await run_with_deadline(instance.work(data), step.timeout_s))
+            result = await run_with_deadline(instance.run(data), step.timeout_s)
+            output = _as_json(step.id, checked_output(instance, result))
             break
         except Exception as exc:
             if attempts < step.retry.max_attempts and not isinstance(exc, StepOutputError | PermanentStepError):

@@ -8,6 +8,15 @@ from .errors import StepOutputError
 from .services import ServiceRegistry
 
 
+def checked_output(step: Step, result: Any) -> dict[str, Any]:
+    """``result`` if ``step.run`` returned a dict; StepOutputError saying what it returned otherwise."""
+    if type(result) is not dict and not isinstance(result, dict):
+        raise StepOutputError(
+            f"step '{step.name}' ({type(step).__name__}.run) returned {type(result).__name__}, expected a dict"
+        )
+    return result
+
+
 class Step:
     """A pipeline step, constructed as ``Step(name, config)``; ``name`` is the step's id in its pipeline."""
 
@@ -34,13 +43,9 @@ class Step:
         raise NotImplementedError(f"{type(self).__name__} must implement async run(data)")
 
     async def work(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Run the step and check that it returned a dict (how long it took is in the run's trace)."""
-        result = await self.run(data)
-        if type(result) is not dict and not isinstance(result, dict):
-            raise StepOutputError(
-                f"step '{self.name}' ({type(self).__name__}.run) returned {type(result).__name__}, expected a dict"
-            )
-        return result
+        """Run the step and check that it returned a dict, as the kernel does (how long it took is in the
+        run's trace)."""
+        return checked_output(self, await self.run(data))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
