@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from ia_modules.pipeline.kernel import Token
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
 
 #: Fixed for all time: run ids must stay the same for the same record across versions and restarts.
 RUN_ID_NAMESPACE = uuid.UUID("6f1c7a52-3b8e-5d0a-9c4e-2a7b1e9d4f60")
@@ -60,9 +60,16 @@ class EnvelopeError(ValueError):
     """A stage topic carried something that is not an envelope of this pipeline."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Envelope:
-    """One run in flight between stages."""
+    """One run in flight between stages.
+
+    On the wire (version 2) it is three lines: a JSON header, the trace so far as a JSON array, and the input
+    as a JSON object. The trace is only appended to on the way, so it is kept as those bytes and never parsed
+    between stages; the input is parsed (steps read it) but not encoded again. Version 1, a single JSON object
+    with ``input`` and ``trace`` inside, is what dead letters hold (``as_dict``) and is read too, so a replayed
+    letter is an envelope as it stands.
+    """
 
     run_id: str
     pipeline: str
@@ -71,7 +78,7 @@ class Envelope:
     input: dict[str, Any]
     resume_at: str
     outputs: dict[str, Any] = field(default_factory=dict)
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    trace_json: bytes = b"[]"
     error: dict[str, Any] | None = None
     join_tokens: dict[int, Token] = field(default_factory=dict)
     carried: dict[str, dict[int, Token]] = field(default_factory=dict)
@@ -79,53 +86,78 @@ class Envelope:
     started_ms: int = 0
     replay: int = 0
     replay_from: str | None = None
+    input_json: bytes = b""
+    """``input`` encoded (computed on first use when the envelope was made from a dict)."""
+
+    def input_bytes(self) -> bytes:
+        if not self.input_json:
+            self.input_json = orjson.dumps(self.input)
+        return self.input_json
+
+    def trace(self) -> list[dict[str, Any]]:
+        """The trace so far, parsed (for dead letters and join state, not for the hot path)."""
+        entries: list[dict[str, Any]] = orjson.loads(self.trace_json)
+        return entries
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "version": self.version,
+            "key": self.key,
+            "resume_at": self.resume_at,
+            "outputs": self.outputs,
+            "error": self.error,
+            "join_tokens": self.join_tokens,
+            "carried": self.carried,
+            "source": self.source,
+            "started_ms": self.started_ms,
+            "replay": self.replay,
+            "replay_from": self.replay_from,
+        }
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": ENVELOPE_VERSION,
-                "run_id": self.run_id,
-                "pipeline": self.pipeline,
-                "version": self.version,
-                "key": self.key,
-                "input": self.input,
-                "resume_at": self.resume_at,
-                "outputs": self.outputs,
-                "trace": self.trace,
-                "error": self.error,
-                "join_tokens": self.join_tokens,
-                "carried": self.carried,
-                "source": self.source,
-                "started_ms": self.started_ms,
-                "replay": self.replay,
-                "replay_from": self.replay_from,
-            },
-            option=orjson.OPT_NON_STR_KEYS,
-        )
+        header = orjson.dumps({"v": ENVELOPE_VERSION, **self._header()}, option=orjson.OPT_NON_STR_KEYS)
+        return b"%b\n%b\n%b" % (header, self.trace_json, self.input_bytes())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The envelope as one JSON object (version 1), as a dead letter holds it."""
+        value = {"v": 1, **self._header(), "input": self.input, "trace": self.trace()}
+        return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))  # type: ignore[no-any-return]
 
     @classmethod
     def decode(cls, raw: bytes | None, pipeline: str) -> Envelope:
         """Parse an envelope of ``pipeline``; EnvelopeError says what is wrong with anything else."""
         if raw is None:
             raise EnvelopeError("empty message")
+        head, newline, rest = raw.partition(b"\n")
         try:
-            value = orjson.loads(raw)
+            value = orjson.loads(head if newline else raw)
         except orjson.JSONDecodeError as exc:
             raise EnvelopeError(f"not JSON: {exc}") from None
-        if not isinstance(value, dict) or value.get("v") != ENVELOPE_VERSION:
-            raise EnvelopeError(f"not an envelope of version {ENVELOPE_VERSION}")
+        layout = value.get("v") if isinstance(value, dict) else None
+        if layout not in (1, ENVELOPE_VERSION) or (layout == ENVELOPE_VERSION) != bool(newline):
+            raise EnvelopeError(f"not an envelope of version 1 or {ENVELOPE_VERSION}")
         if value.get("pipeline") != pipeline:
             raise EnvelopeError(f"an envelope of pipeline {value.get('pipeline')!r}, not {pipeline!r}")
         try:
+            if layout == ENVELOPE_VERSION:
+                trace_json, _, input_json = rest.partition(b"\n")
+                event = orjson.loads(input_json)
+            else:
+                event, input_json = value["input"], b""
+                trace_json = orjson.dumps(value.get("trace") or [])
+            if not isinstance(event, dict):
+                raise ValueError(f"the input is {type(event).__name__}, not an object")
             return cls(
                 run_id=value["run_id"],
                 pipeline=value["pipeline"],
                 version=value["version"],
                 key=value["key"],
-                input=value["input"],
+                input=event,
                 resume_at=value["resume_at"],
                 outputs=value.get("outputs") or {},
-                trace=value.get("trace") or [],
+                trace_json=trace_json or b"[]",
                 error=value.get("error"),
                 join_tokens={int(k): v for k, v in (value.get("join_tokens") or {}).items()},
                 carried={
@@ -136,6 +168,17 @@ class Envelope:
                 started_ms=value.get("started_ms") or 0,
                 replay=value.get("replay") or 0,
                 replay_from=value.get("replay_from"),
+                input_json=input_json,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope: {type(exc).__name__}: {exc}") from None
+
+
+def join_trace(earlier: bytes, entries: list[dict[str, Any]]) -> bytes:
+    """The JSON array ``earlier`` (bytes) with ``entries`` appended, without parsing ``earlier``."""
+    if not entries:
+        return earlier
+    added = orjson.dumps(entries)
+    if earlier == b"[]":
+        return added
+    return b"%b,%b" % (earlier[:-1], added[1:])

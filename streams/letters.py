@@ -49,7 +49,7 @@ class DeadLetters:
                 "attempts": failure.attempts,
                 "error": {"type": failure.type, "message": failure.message, "traceback": failure.traceback},
                 "input": failure.input,
-                "envelope": orjson.loads(resume.encode()),
+                "envelope": resume.as_dict(),
                 "resume_at": failure.step,
                 "source": resume.source,
                 "created_ms": _now_ms(),

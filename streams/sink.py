@@ -66,7 +66,11 @@ def _when(epoch_ms: int | None) -> datetime | None:
 
 
 def _started(record: dict[str, Any]) -> datetime | None:
-    for entry in record.get("trace") or ():
+    """When the run's first step started (the end stage passes the trace on as encoded JSON)."""
+    trace = record.get("trace") or ()
+    if isinstance(trace, orjson.Fragment):
+        trace = orjson.loads(orjson.dumps(trace))
+    for entry in trace:
         if entry.get("started_at"):
             return datetime.fromisoformat(entry["started_at"].replace("Z", "+00:00"))
     return None

@@ -21,7 +21,7 @@ from ia_modules.pipeline.step import Step
 from ia_modules.pipeline.templates import Scope, render_text
 
 from .emission import Emission
-from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
+from .envelope import Envelope, EnvelopeError, join_trace, partition_for, run_id_for
 from .events_file import parse_event
 from .join_store import JoinEntry, JoinStore, join_key
 from .letters import DeadLetters
@@ -100,14 +100,15 @@ class StageRunner:
 
     async def execute(self, envelope: Envelope, partition: int) -> list[Emission]:
         """Run the envelope's stage; skips and failures travel on at once, even into other stages."""
-        run = RunState(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs), {}, list(envelope.trace))
+        run = StreamRun(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs))
+        run.earlier_trace = envelope.trace_json
         run.error = envelope.error
         if envelope.join_tokens:
             run.tokens[envelope.resume_at] = dict(envelope.join_tokens)
         return await self._drive(run, envelope, partition, [(envelope.resume_at, "run")])
 
     async def _drive(
-        self, run: RunState, envelope: Envelope, partition: int, start: list[tuple[str, Token]]
+        self, run: StreamRun, envelope: Envelope, partition: int, start: list[tuple[str, Token]]
     ) -> list[Emission]:
         """Run steps from ``start`` until every branch has left this stage: a run token for a step of this
         stage runs it here, one for another stage becomes an envelope on that stage's topic, skips and fails
@@ -166,7 +167,7 @@ class StageRunner:
         return emissions
 
     def _deliver_to_store(
-        self, run: RunState, envelope: Envelope, partition: int, node: str, tokens: dict[int, Token]
+        self, run: StreamRun, envelope: Envelope, partition: int, node: str, tokens: dict[int, Token]
     ) -> JoinEntry | None:
         """A join that waits for another envelope of this run: its tokens go to the join store; the entry once
         every path has delivered."""
@@ -214,7 +215,7 @@ class StageRunner:
         return seen
 
     @staticmethod
-    def _take_join(run: RunState, node: str, entry: JoinEntry) -> Token:
+    def _take_join(run: StreamRun, node: str, entry: JoinEntry) -> Token:
         """Continue the run with what every branch brought to the join; its decision."""
         run.outputs.update(entry.outputs)
         run.trace = list(entry.trace.values())
@@ -222,25 +223,27 @@ class StageRunner:
         run.tokens[node] = dict(entry.tokens)
         return entry.decision()
 
-    def _fragment(self, run: RunState, node: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    def _fragment(
+        self, run: StreamRun, node: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
         needed = self.topology.needed_outputs[node if node == END else self.topology.stage_of[node]]
-        return {s: o for s, o in run.outputs.items() if s in needed}, run.trace, run.error
+        return {s: o for s, o in run.outputs.items() if s in needed}, run.full_trace(), run.error
 
     def _next_stage(
-        self, run: RunState, envelope: Envelope, target: str, partition: int, carried: dict[str, dict[int, Token]]
+        self, run: StreamRun, envelope: Envelope, target: str, partition: int, carried: dict[str, dict[int, Token]]
     ) -> Emission:
         needed = self.topology.needed_outputs[self.topology.stage_of[target]]
         outputs = {s: o for s, o in run.outputs.items() if s in needed}
-        forward = self._resume_envelope(run, envelope, target, outputs, list(run.trace), run.error, carried)
+        forward = self._resume_envelope(run, envelope, target, outputs, run.trace_json(), run.error, carried)
         return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
 
     def _resume_envelope(
         self,
-        run: RunState,
+        run: StreamRun,
         envelope: Envelope,
         resume_at: str,
         outputs: dict[str, Any],
-        trace: list[dict[str, Any]],
+        trace: bytes,
         error: dict[str, Any] | None,
         carried: dict[str, dict[int, Token]],
     ) -> Envelope:
@@ -253,7 +256,8 @@ class StageRunner:
             input=run.pipeline_input,
             resume_at=resume_at,
             outputs=outputs,
-            trace=trace,
+            trace_json=trace,
+            input_json=envelope.input_json,
             error=error,
             join_tokens=dict(run.tokens.get(resume_at, {})),
             carried=carried,
@@ -265,7 +269,7 @@ class StageRunner:
 
     def _step_letter(
         self,
-        run: RunState,
+        run: StreamRun,
         envelope: Envelope,
         failure: StepFailure,
         partition: int,
@@ -279,7 +283,7 @@ class StageRunner:
             envelope,
             failure.step,
             {s: o for s, o in run.outputs.items() if s != failure.step},
-            [t for t in run.trace if t["step"] != failure.step],
+            orjson.dumps([t for t in run.full_trace() if t["step"] != failure.step]),
             envelope.error,
             {node: dict(tokens) for node, tokens in held.items() if node in ahead},
         )
@@ -289,7 +293,7 @@ class StageRunner:
         return Emission(topic, partition, envelope.key.encode(), envelope.encode(),
                         (("ia-run-id", envelope.run_id.encode()),))  # fmt: skip
 
-    def finish(self, run: RunState, envelope: Envelope, partition: int) -> list[Emission]:
+    def finish(self, run: StreamRun, envelope: Envelope, partition: int) -> list[Emission]:
         """The end node: the result record on the output topic, and a dead letter for a run that failed
         without a step failing for good (that one was written when the step failed)."""
         record = {
@@ -299,8 +303,8 @@ class StageRunner:
             "status": run.status,
             "outputs": run.final_outputs(),
             "error": run.error,
-            "trace": run.trace,
-            "input": run.pipeline_input,
+            "trace": orjson.Fragment(run.trace_json()),
+            "input": orjson.Fragment(envelope.input_bytes()),
             "source": envelope.source,
         }
         self._finished.append(FinishedRun(record, _now_ms()))
@@ -348,7 +352,7 @@ class StageRunner:
                 started_ms=identity.get("started_ms", 0),
                 replay=int(replay),
             )
-            run = RunState(self.plan, run_id, envelope.input)
+            run = StreamRun(self.plan, run_id, envelope.input)
             self._take_join(run, node, entry)
             if node == END:
                 emissions.extend(self.finish(run, envelope, partition))
@@ -367,6 +371,24 @@ class StageRunner:
         if record_key:
             return record_key.decode("utf-8", "replace")
         return run_id
+
+
+class StreamRun(RunState):
+    """A run on one stage: ``trace`` holds the entries of this stage, ``earlier_trace`` those of the stages
+    before it, as the envelope brought them (JSON bytes, parsed only where a join or a dead letter needs them)."""
+
+    earlier_trace: bytes = b"[]"
+
+    def full_trace(self) -> list[dict[str, Any]]:
+        """The whole trace as entries (the earlier stages' entries parsed and put in front, once)."""
+        if self.earlier_trace != b"[]":
+            self.trace[:0] = orjson.loads(self.earlier_trace)
+            self.earlier_trace = b"[]"
+        return self.trace
+
+    def trace_json(self) -> bytes:
+        """The whole trace as a JSON array, the earlier stages' bytes not parsed."""
+        return join_trace(self.earlier_trace, self.trace)
 
 
 def _run_identity(envelope: Envelope) -> dict[str, Any]:

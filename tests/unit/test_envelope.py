@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 from aiokafka.partitioner import murmur2
 
 from streams import envelope as envelope_module
-from streams.envelope import RUN_ID_NAMESPACE, Envelope, EnvelopeError, partition_for, run_id_for
+from streams.envelope import RUN_ID_NAMESPACE, Envelope, EnvelopeError, join_trace, partition_for, run_id_for
 
 
 @pytest.mark.parametrize(
@@ -41,22 +42,54 @@ def test_partition_is_kafkas_default_partitioner_and_survives_its_cache_emptying
     assert len(envelope_module._partitions_of_keys) <= 8
 
 
-def test_envelope_round_trip_keeps_join_tokens_and_carried_tokens() -> None:
-    sent = Envelope(
+def _envelope() -> Envelope:
+    return Envelope(
         run_id="r",
         pipeline="p",
         version="1",
         key="k",
-        input={"a": 1},
+        input={"a": 1, "text": "line one\nline two"},
         resume_at="s",
         outputs={"x": {"y": [1, 2]}},
-        trace=[{"step": "x", "status": "ok"}],
+        trace_json=orjson.dumps([{"step": "x", "status": "ok"}]),
         join_tokens={3: "run", 4: "skip"},
         carried={"join": {5: "skip"}, "<end>": {7: "fail"}},
         replay=2,
         replay_from="s",
     )
-    assert Envelope.decode(sent.encode(), "p") == sent
+
+
+def test_envelope_round_trip_keeps_everything_and_the_trace_as_sent() -> None:
+    sent = _envelope()
+    raw = sent.encode()
+    assert raw.count(b"\n") == 2, "header, trace and input lines (newlines inside strings are escaped)"
+    received = Envelope.decode(raw, "p")
+    assert received == sent
+    assert received.trace() == [{"step": "x", "status": "ok"}]
+    assert received.encode() == raw
+
+
+def test_the_dead_letter_form_is_one_object_and_decodes_to_the_same_run() -> None:
+    sent = _envelope()
+    letter_form = sent.as_dict()
+    assert letter_form["v"] == 1 and letter_form["input"] == sent.input
+    assert letter_form["trace"] == [{"step": "x", "status": "ok"}]
+    assert letter_form["join_tokens"] == {"3": "run", "4": "skip"}, "as JSON has it"
+    replayed = Envelope.decode(orjson.dumps(letter_form), "p")
+    assert replayed.input == sent.input and replayed.trace() == sent.trace()
+    assert (replayed.join_tokens, replayed.carried, replayed.replay) == (sent.join_tokens, sent.carried, 2)
+
+
+def test_join_trace_appends_entries_to_encoded_entries() -> None:
+    first = [{"step": "a"}]
+    assert join_trace(b"[]", []) == b"[]"
+    assert orjson.loads(join_trace(b"[]", first)) == first
+    assert join_trace(orjson.dumps(first), []) == orjson.dumps(first)
+    assert orjson.loads(join_trace(orjson.dumps(first), [{"step": "b"}, {"step": "c"}])) == [
+        {"step": "a"},
+        {"step": "b"},
+        {"step": "c"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -65,6 +98,11 @@ def test_envelope_round_trip_keeps_join_tokens_and_carried_tokens() -> None:
         (None, "empty message"),
         (b"{", "not JSON"),
         (b"[1]", "not an envelope of version"),
+        (b'{"v": 2, "pipeline": "p"}', "not an envelope of version"),
+        (b'{"v": 2, "pipeline": "p", "run_id": "r", "version": "1", "key": "k", "resume_at": "s"}\n[]\n[1]',
+         "malformed envelope: ValueError: the input is list, not an object"),
+        (b'{"v": 2, "pipeline": "p", "run_id": "r", "version": "1", "key": "k", "resume_at": "s"}\n[]\n{',
+         "malformed envelope: JSONDecodeError"),
         (b'{"v": 1, "pipeline": "q"}', "an envelope of pipeline 'q', not 'p'"),
         (b'{"v": 1, "pipeline": "p"}', "malformed envelope: KeyError"),
         (b'{"v": 1, "pipeline": "p", "run_id": "r", "version": "1", "key": "k", "input": {}, "resume_at": "s",'

@@ -121,7 +121,7 @@ async def test_a_step_that_fails_for_good_writes_a_dead_letter_that_resumes_at_i
     letter = step_letters[0]
     envelope = Envelope.decode(orjson.dumps(letter["envelope"]), "resilient_ingest")
     assert envelope.resume_at == letter["step"] and letter["error"]["traceback"].startswith("Traceback")
-    assert all(entry["step"] != letter["step"] for entry in envelope.trace)
+    assert all(entry["step"] != letter["step"] for entry in envelope.trace())
 
 
 async def test_a_join_that_waits_too_long_fails_its_run_and_the_run_still_ends() -> None:
