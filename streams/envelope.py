@@ -99,8 +99,9 @@ class Envelope:
         entries: list[dict[str, Any]] = orjson.loads(self.trace_json)
         return entries
 
-    def _header(self) -> dict[str, Any]:
+    def _header(self, layout: int) -> dict[str, Any]:
         return {
+            "v": layout,
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "version": self.version,
@@ -117,12 +118,12 @@ class Envelope:
         }
 
     def encode(self) -> bytes:
-        header = orjson.dumps({"v": ENVELOPE_VERSION, **self._header()}, option=orjson.OPT_NON_STR_KEYS)
+        header = orjson.dumps(self._header(ENVELOPE_VERSION), option=orjson.OPT_NON_STR_KEYS)
         return b"%b\n%b\n%b" % (header, self.trace_json, self.input_bytes())
 
     def as_dict(self) -> dict[str, Any]:
         """The envelope as one JSON object (version 1), as a dead letter holds it."""
-        value = {"v": 1, **self._header(), "input": self.input, "trace": self.trace()}
+        value = {**self._header(1), "input": self.input, "trace": self.trace()}
         return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))  # type: ignore[no-any-return]
 
     @classmethod

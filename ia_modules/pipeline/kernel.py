@@ -129,15 +129,22 @@ def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
 
 
 _second_prefix: tuple[int, str] = (-1, "")
+_last_millisecond: tuple[int, str] = (-1, "")
 
 
 def _now_iso(epoch: float) -> str:
-    """``2026-01-02T03:04:05.678Z``; the part up to the second is cached, as it changes once a second."""
-    global _second_prefix
-    second = int(epoch)
+    """``2026-01-02T03:04:05.678Z``. Many steps start within the same millisecond, and the part up to the
+    second changes once a second: both are cached."""
+    global _second_prefix, _last_millisecond
+    millisecond = int(epoch * 1000)
+    if _last_millisecond[0] == millisecond:
+        return _last_millisecond[1]
+    second, fraction = divmod(millisecond, 1000)
     if _second_prefix[0] != second:
         _second_prefix = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second_prefix[1]}.{int((epoch - second) * 1000):03d}Z"
+    text = f"{_second_prefix[1]}.{fraction:03d}Z"
+    _last_millisecond = (millisecond, text)
+    return text
 
 
 def _as_json(step_id: str, output: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +248,8 @@ def deliver_all(run: RunState, sends: list[tuple[Edge, Token]]) -> list[str]:
 
 
 def _ms(clock: float) -> float:
-    return round((time.perf_counter() - clock) * 1000, 3)
+    """Milliseconds since ``clock``, to the microsecond."""
+    return int((time.perf_counter() - clock) * 1_000_000) / 1000
 
 
 def _pass_on(run: RunState, step_id: str, token: Token, entry: dict[str, Any], why: str) -> list[tuple[Edge, Token]]:
