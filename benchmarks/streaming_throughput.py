@@ -329,6 +329,10 @@ class Launch:
     health_port: int | None = None
 
 
+WORKER_ENV: dict[str, str] = {}
+"""Settings given to every worker variant (``--worker-env``), to compare tunings."""
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IA_", "BENCH_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -365,6 +369,7 @@ def worker_launch(broker: str, tag: str, work: Path, pipeline: Path, profile: Pa
     env = _clean_env(IA_BROKER=f"kafka://{broker}", IA_TOPIC_PREFIX=tag, IA_APP_ID=app_id,
                      IA_PIPELINES_DIR=str(pipelines_dir), IA_WEB_PORT=str(port), IA_SESSION_TIMEOUT_MS="2000",
                      IA_LOG_LEVEL="WARNING")  # fmt: skip
+    env.update(WORKER_ENV)
     if not database:
         env["IA_DATABASE_URL"] = "none"
     command = [str(BIN / "ia-modules"), "worker"]
@@ -538,6 +543,7 @@ def print_ratios(found: dict[str, float]) -> None:
 
 
 async def main(arguments: argparse.Namespace) -> dict[str, Any]:
+    WORKER_ENV.update(setting.split("=", 1) for setting in arguments.worker_env)
     events = 20_000 if arguments.quick and arguments.events is None else arguments.events or 200_000
     real_count = arguments.real_events or (5_000 if arguments.quick else 50_000)
     variants = arguments.only.split(",") if arguments.only else list(VARIANTS)
@@ -627,6 +633,8 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=1, help="run every variant this many times, interleaved")
     parser.add_argument("--only", help="comma-separated variants: " + ",".join(VARIANTS))
     parser.add_argument("--profile-worker", metavar="DIR", help="run the workers under cProfile, stats into DIR")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="IA_X=V",
+                        help="a worker setting (repeatable), e.g. IA_BATCH_MAX_RECORDS=500")  # fmt: skip
     parsed = parser.parse_args()
     if parsed.profile_worker:
         parsed.profile_worker = Path(parsed.profile_worker).resolve()

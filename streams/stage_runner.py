@@ -102,6 +102,7 @@ class StageRunner:
         """Run the envelope's stage; skips and failures travel on at once, even into other stages."""
         run = StreamRun(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs))
         run.earlier_trace = envelope.trace_json
+        run.input_json = envelope.input_bytes()
         run.error = envelope.error
         if envelope.join_tokens:
             run.tokens[envelope.resume_at] = dict(envelope.join_tokens)

@@ -12,8 +12,10 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .compiler import PipelinePlan, compile_pipeline
-from .kernel import RunState, Token, as_json_object, deliver_all, run_step, skip_step
+from .kernel import RunState, Token, deliver_all, run_step, skip_step
 from .loader import load_plan
 from .result import PipelineResult
 from .services import ServiceRegistry, current_execution_id
@@ -81,7 +83,8 @@ class Pipeline:
         The run works on a JSON copy of ``input_data``, as a streamed run would, so steps cannot change it."""
         if not isinstance(input_data, dict):
             raise TypeError(f"pipeline input must be a JSON object (dict), not {type(input_data).__name__}")
-        run = RunState(self.plan, run_id or str(uuid.uuid4()), as_json_object(input_data))
+        encoded = orjson.dumps(input_data)  # TypeError, as before, for an input JSON cannot carry
+        run = RunState(self.plan, run_id or str(uuid.uuid4()), orjson.loads(encoded), input_json=encoded)
         instances = self.steps_for(services)
         reset = current_execution_id.set(run.run_id)
         try:

@@ -62,6 +62,8 @@ class RunState:
     trace: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     failures: list[StepFailure] = field(default_factory=list)
+    input_json: bytes = b""
+    """``pipeline_input`` encoded: each step's copy of the input is decoded from it (made on first use)."""
 
     def scope(self, result: Any = None) -> Scope:
         return Scope(self.pipeline_input, self.plan.parameters, self.outputs, result)
@@ -86,18 +88,23 @@ class RunState:
     def input_for(self, step: StepPlan) -> dict[str, Any]:
         """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
         as a copy of its own: a step that changes its data changes nothing the run keeps."""
-        data = dict(self.pipeline_input)
+        extra: dict[str, Any] = {}
         outputs = self.outputs
         received = self.tokens.get(step.id)
         for edge in self.plan.graph.incoming[step.id]:
             if received is None or received.get(edge.id) == "run":
                 output = outputs.get(edge.source)
                 if output is not None:
-                    data.update(output)
+                    extra.update(output)
         inputs = step.inputs
         if inputs.kind != "constant" or inputs.value:
-            data.update(inputs.resolve(Scope(self.pipeline_input, self.plan.parameters, outputs)))
-        return as_json_object(data)
+            extra.update(inputs.resolve(Scope(self.pipeline_input, self.plan.parameters, outputs)))
+        if not self.input_json:
+            self.input_json = orjson.dumps(self.pipeline_input)
+        data: dict[str, Any] = orjson.loads(self.input_json)
+        if extra:
+            data.update(as_json_object(extra))
+        return data
 
     @property
     def status(self) -> str:
