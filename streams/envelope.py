@@ -119,7 +119,7 @@ class Envelope:
 
     def encode(self) -> bytes:
         header = orjson.dumps(self._header(ENVELOPE_VERSION), option=orjson.OPT_NON_STR_KEYS)
-        return b"%b\n%b\n%b" % (header, self.trace_json, self.input_bytes())
+        return b"\n".join((header, self.trace_json, self.input_bytes()))
 
     def as_dict(self) -> dict[str, Any]:
         """The envelope as one JSON object (version 1), as a dead letter holds it."""
@@ -150,6 +150,7 @@ class Envelope:
                 trace_json = orjson.dumps(value.get("trace") or [])
             if not isinstance(event, dict):
                 raise ValueError(f"the input is {type(event).__name__}, not an object")
+            join_tokens, carried = value.get("join_tokens"), value.get("carried")
             return cls(
                 run_id=value["run_id"],
                 pipeline=value["pipeline"],
@@ -160,11 +161,8 @@ class Envelope:
                 outputs=value.get("outputs") or {},
                 trace_json=trace_json or b"[]",
                 error=value.get("error"),
-                join_tokens={int(k): v for k, v in (value.get("join_tokens") or {}).items()},
-                carried={
-                    node: {int(k): v for k, v in tokens.items()}
-                    for node, tokens in (value.get("carried") or {}).items()
-                },
+                join_tokens={int(k): v for k, v in join_tokens.items()} if join_tokens else {},
+                carried={node: {int(k): v for k, v in t.items()} for node, t in carried.items()} if carried else {},
                 source=value.get("source"),
                 started_ms=value.get("started_ms") or 0,
                 replay=value.get("replay") or 0,

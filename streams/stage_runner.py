@@ -120,7 +120,7 @@ class StageRunner:
         stage = topology.stage_of.get(start[0][0])
         emissions: list[Emission] = []
         forwards: list[str] = []
-        held = {node: dict(tokens) for node, tokens in envelope.carried.items()}
+        held = {node: dict(tokens) for node, tokens in envelope.carried.items()} if envelope.carried else {}
         pending: deque[tuple[str, Token]] = deque(start)
 
         def go_on(target: str, decided: Token) -> None:
@@ -155,7 +155,8 @@ class StageRunner:
                             del held[edge.target]
                             run.tokens[edge.target] = tokens
                             go_on(edge.target, join_decision(tokens))
-                for node in [node for node in held if not any(node in topology.joins_ahead[f] for f in forwards)]:
+                waiting = [n for n in held if not any(n in topology.joins_ahead[f] for f in forwards)] if held else []
+                for node in waiting:
                     entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
                     if entry is not None:
                         go_on(node, self._take_join(run, node, entry))
@@ -163,7 +164,7 @@ class StageRunner:
             current_execution_id.reset(reset)
         for target in forwards:
             ahead = topology.joins_ahead[target]
-            carried = {node: tokens for node, tokens in held.items() if node in ahead}
+            carried = {node: tokens for node, tokens in held.items() if node in ahead} if held else {}
             emissions.append(self._next_stage(run, envelope, target, partition, carried))
         return emissions
 
