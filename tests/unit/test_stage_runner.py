@@ -40,6 +40,7 @@ class InMemoryTopics:
         self.outputs: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.offsets: dict[str, int] = {}
+        self.join_writes = 0
 
     def _record(self, emission: Emission) -> InputRecord:
         offset = self.offsets.get(emission.topic, 0)
@@ -60,8 +61,7 @@ class InMemoryTopics:
                     self.dead_letters.append(orjson.loads(emission.value or b"null"))
                 elif emission.topic in self.topology.stage_topics():
                     queue.extend(await self.runner.on_envelope(self._record(emission)))
-            self.store.take_partial_writes()
-            self.store.take_fired_writes()
+            self.join_writes += len(self.store.take_partial_writes()) + len(self.store.take_fired_writes())
 
 
 def sample_events(pipeline_id: str) -> list[bytes]:
@@ -171,10 +171,12 @@ def replay_of(letter: dict[str, Any]) -> bytes:
     return orjson.dumps(envelope)
 
 
-@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
-async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_not_fail(fuse: bool) -> None:
+def replay_pipeline(conditional: bool) -> Pipeline:
+    """intake -> pricing and risk -> decide; ``conditional``: risk's path is never taken (its skip is carried
+    to the join in the run's envelope), else both branches run (the join waits in the join store)."""
     step = {"module": __name__}
-    pipeline = Pipeline.from_dict(
+    never = {"type": "expression", "config": {"source": "pipeline_input.order", "operator": "equals", "value": -1}}
+    return Pipeline.from_dict(
         {
             "steps": [
                 {"id": "intake", "step_class": "Constant", **step},
@@ -186,7 +188,7 @@ async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_n
                 "start_at": "intake",
                 "paths": [
                     {"from": "intake", "to": "pricing"},
-                    {"from": "intake", "to": "risk"},
+                    {"from": "intake", "to": "risk", **({"condition": never} if conditional else {})},
                     {"from": "pricing", "to": "decide"},
                     {"from": "risk", "to": "decide"},
                 ],
@@ -199,12 +201,20 @@ async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_n
             "stream": {"id": "replayed"},
         }
     )
-    topics = InMemoryTopics(pipeline, fuse)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["parallel", "conditional"])
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_not_fail(
+    fuse: bool, conditional: bool
+) -> None:
+    topics = InMemoryTopics(replay_pipeline(conditional), fuse)
     Flaky.broken = True
     await topics.run([b'{"order": 1}'])
     [failed] = topics.outputs
     assert failed["status"] == "failed" and failed["error"]["step"] == "pricing"
     [letter] = [letter for letter in topics.dead_letters if letter["kind"] == "step_failed"]
+    assert (topics.join_writes == 0) is conditional, "a skipped branch's token travels in the envelope"
     Flaky.broken = False
     stage_topic = topics.topology.stages[topics.topology.stage_of["pricing"]].topic
     partition = partition_for(letter["envelope"]["key"].encode(), topics.topology.partitions)
@@ -220,5 +230,17 @@ async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_n
     again = topics.outputs[1]
     assert again["run_id"] == failed["run_id"]
     assert again["status"] == "success" and again["error"] is None
-    assert again["outputs"] == {"price": 42, "risk": True, "done": True}
+    assert again["outputs"] == {"price": 42, "risk": None if conditional else True, "done": True}
     assert [e["step"] for e in again["trace"]].count("risk") == 1, "the branch that did not fail ran once"
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+async def test_a_conditional_fan_in_keeps_no_join_state_and_parallel_branches_do(fuse: bool) -> None:
+    conditional = InMemoryTopics(Pipeline(load_plan(ROOT / "pipelines" / "custom_processing.json")), fuse)
+    await conditional.run(sample_events("custom_processing"))
+    assert conditional.join_writes == 0, "the branch not taken is carried to the join, not stored"
+    parallel = InMemoryTopics(Pipeline(load_plan(ROOT / "pipelines" / "order_enrichment.json")), fuse)
+    events = sample_events("order_enrichment")
+    await parallel.run(events)
+    assert parallel.join_writes >= len(events), "branches in different stages meet in the join store"
+    assert parallel.store.waiting() == conditional.store.waiting() == 0
