@@ -208,10 +208,10 @@ class Worker:
         inputs = [tp for tp in assigned if self.routes[tp.topic].is_input]
         batch = await self._consumer.getmany(*stages, timeout_ms=0, max_records=limit) if stages else {}
         taken = sum(len(records) for records in batch.values())
-        if taken < limit // 2 and inputs:
-            wait_ms = 0 if taken else 200
-            batch.update(await self._consumer.getmany(*inputs, timeout_ms=wait_ms, max_records=limit - taken))
-        elif not batch and not inputs:
+        if taken and taken < limit // 2 and inputs:
+            batch.update(await self._consumer.getmany(*inputs, timeout_ms=0, max_records=limit - taken))
+        elif not taken:  # nothing in hand: whatever arrives first, on any topic (waiting on inputs alone
+            # would leave envelopes that arrive meanwhile idle for the whole wait)
             batch = await self._consumer.getmany(timeout_ms=200, max_records=limit)
         return batch
 
