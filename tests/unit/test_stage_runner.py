@@ -244,3 +244,68 @@ async def test_a_conditional_fan_in_keeps_no_join_state_and_parallel_branches_do
     await parallel.run(events)
     assert parallel.join_writes >= len(events), "branches in different stages meet in the join store"
     assert parallel.store.waiting() == conditional.store.waiting() == 0
+
+
+class Echo(Step):
+    """Returns its own marker and the input's ``n``: enough to see which steps ran and what they saw."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {self.name: data.get("n"), "seen": sorted(k for k in data if k != "n")}
+
+
+def _when(operator: str, value: int) -> dict[str, Any]:
+    return {"type": "expression", "config": {"source": "pipeline_input.n", "operator": operator, "value": value}}
+
+
+GRAPHS: dict[str, list[dict[str, Any]]] = {
+    # a three-way fork whose third path is taken only for n > 5: the skip travels with both live branches
+    "three_way_join": [
+        {"from": "a", "to": "b"},
+        {"from": "a", "to": "c"},
+        {"from": "a", "to": "d", "condition": _when("greater_than", 5)},
+        {"from": "b", "to": "j"},
+        {"from": "c", "to": "j"},
+        {"from": "d", "to": "j"},
+    ],
+    # two conditional last steps: the end node is the join, and the token not taken is carried to it
+    "conditional_ends": [
+        {"from": "a", "to": "b", "condition": _when("greater_than", 5)},
+        {"from": "a", "to": "c", "condition": _when("less_than_or_equal", 5)},
+    ],
+    # a fork inside a branch of another fork, each with a branch not taken
+    "nested_forks": [
+        {"from": "a", "to": "b", "condition": _when("greater_than", 2)},
+        {"from": "a", "to": "c", "condition": _when("less_than_or_equal", 2)},
+        {"from": "b", "to": "d", "condition": _when("greater_than", 7)},
+        {"from": "b", "to": "e", "condition": _when("less_than_or_equal", 7)},
+        {"from": "d", "to": "f"},
+        {"from": "e", "to": "f"},
+        {"from": "f", "to": "j"},
+        {"from": "c", "to": "j"},
+    ],
+}
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+async def test_carried_and_stored_join_tokens_give_the_in_process_results(graph: str, fuse: bool) -> None:
+    paths = GRAPHS[graph]
+    steps = sorted({p["from"] for p in paths} | {p["to"] for p in paths})
+    pipeline = Pipeline.from_dict(
+        {
+            "steps": [{"id": s, "step_class": "Echo", "module": __name__} for s in steps],
+            "flow": {"start_at": "a", "paths": paths},
+            "stream": {"id": graph},
+        }
+    )
+    events = [orjson.dumps({"n": n}) for n in range(10)]
+    topics = InMemoryTopics(pipeline, fuse)
+    await topics.run(events)
+    assert len(topics.outputs) == len(events) and not topics.dead_letters
+    for record in topics.outputs:
+        expected = await pipeline.run(record["input"])
+        assert (record["status"], record["outputs"]) == (expected.status, expected.outputs), record["input"]
+        ran = sorted(e["step"] for e in record["trace"] if e["status"] == "ok")
+        assert ran == sorted(e["step"] for e in expected.trace if e["status"] == "ok"), record["input"]
+        assert sorted(e["step"] for e in record["trace"]) == steps, "every step has one trace entry"
+    assert topics.store.waiting() == 0, "every join fired"
