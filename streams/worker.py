@@ -22,7 +22,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.core import Pipeline
@@ -31,6 +30,7 @@ from ia_modules.pipeline.services import ServiceRegistry
 from .cluster import bootstrap_servers, cluster_id
 from .commit_gate import CommitGate
 from .emission import Emission
+from .join_changelog import restore_joins
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .producer import Sent, produce, send
@@ -392,33 +392,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.worker.restore(assigned)
-
-
-async def restore_joins(broker: str, store: JoinStore, partitions: list[int]) -> int:
-    """Read the changelog partitions to their end into ``store``; returns the records read."""
-    tps = [TopicPartition(store.topic, p) for p in partitions]
-    for partition in partitions:
-        store.drop(partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    read = 0
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batch.items():
-                for record in records:
-                    store.apply(tp.partition, record.key or b"", record.value)
-                    read += 1
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    except KafkaError:
-        logger.exception("restoring join state from %s failed", store.topic)
-        raise
-    finally:
-        await consumer.stop()
-    return read

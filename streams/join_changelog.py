@@ -1,0 +1,43 @@
+"""Rebuilding join state from the pipeline's compacted changelog topic, for partitions a worker takes over."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from .cluster import bootstrap_servers
+from .join_store import JoinStore
+
+logger = logging.getLogger("ia_modules.streams.worker")
+
+
+async def restore_joins(broker: str, store: JoinStore, partitions: list[int]) -> int:
+    """Read the changelog partitions to their end into ``store``; returns the records read."""
+    tps = [TopicPartition(store.topic, p) for p in partitions]
+    for partition in partitions:
+        store.drop(partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    read = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    store.apply(tp.partition, record.key or b"", record.value)
+                    read += 1
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    except KafkaError:
+        logger.exception("restoring join state from %s failed", store.topic)
+        raise
+    finally:
+        await consumer.stop()
+    return read
