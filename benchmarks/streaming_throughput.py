@@ -1,7 +1,7 @@
 """Streaming throughput: a raw aiokafka chain, a Faust chain and the worker, in one run on one embedded broker.
 
     python -m benchmarks.streaming_throughput [--events 200000] [--real-events 50000] [--quick] [--rounds 1]
-                                              [--only raw,faust,worker,worker-db,real-raw,real-worker]
+                                              [--only raw,faust,worker,worker-db,real-raw,real-faust,real-worker]
                                               [--profile-worker DIR]
 
 One embedded Tansu broker (started here, in a temporary state directory), 4 partitions on every topic. Every
@@ -16,6 +16,7 @@ variant consumes three topics and produces a fourth, as the shipped custom proce
   worker-db    c. the same with the worker's default results sink: ``pipeline_runs`` rows in the embedded
                   PostgreSQL (IA_DATABASE_URL unset), committed before the offsets
   real-raw     d. the raw chain running the shipped pipeline's real steps by hand at each hop
+  real-faust   d. the Faust chain running the same real steps at each hop
   real-worker  d. ``ia-modules worker`` on the shipped ``pipelines/custom_processing.json`` (no database)
 
 Each variant runs in a process of its own (this process only loads, reads and measures). Its input topic is
@@ -81,6 +82,7 @@ VARIANTS: dict[str, str] = {
     "worker": "c. worker, bench pipeline",
     "worker-db": "c. worker + pipeline_runs sink",
     "real-raw": "d. raw chain, real steps",
+    "real-faust": "d. Faust chain, real steps",
     "real-worker": "d. worker, custom_processing",
 }
 
@@ -347,7 +349,8 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> La
         command = [str(BIN / "faust"), "-A", "benchmarks.faust_chain", "worker", "-l", "warn", "--without-web"]
         env = _clean_env(BENCH_FAUST_BROKER=broker, BENCH_FAUST_APP_ID=f"{tag}-app",
                          BENCH_FAUST_TOPICS=",".join(names), BENCH_READY_FILE=str(ready),
-                         BENCH_FAUST_DATADIR=str(work / "faust-data"))  # fmt: skip
+                         BENCH_FAUST_DATADIR=str(work / "faust-data"),
+                         BENCH_FAUST_WORK="real" if real else "trivial")  # fmt: skip
     else:
         command = [sys.executable, "-m", "benchmarks.raw_chain", "--broker", broker, "--group", tag, "--topics",
                    ",".join(names), "--work", "real" if real else "trivial", "--ready-file", str(ready)]  # fmt: skip
@@ -503,6 +506,7 @@ def ratios(results: list[Result]) -> dict[str, float]:
         "faust/raw": ("faust", "raw"),
         "worker-db/worker": ("worker-db", "worker"),
         "real-worker/real-raw": ("real-worker", "real-raw"),
+        "real-worker/real-faust": ("real-worker", "real-faust"),
     }
     out = {}
     for name, (top, bottom) in pairs.items():
