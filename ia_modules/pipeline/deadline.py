@@ -23,13 +23,22 @@ class DeadlineExceeded(TimeoutError):
 async def run_with_deadline(coroutine: Coroutine[Any, Any, T], timeout_s: float) -> T:
     """Await ``coroutine``; raise DeadlineExceeded (a TimeoutError) if it is still running ``timeout_s``
     seconds after it started."""
-    started = time.monotonic()
+    started = time.perf_counter()
     try:
         suspended_on = coroutine.send(None)
     except StopIteration as finished:
         return finished.value  # type: ignore[no-any-return]
+    return await finish_with_deadline(coroutine, suspended_on, timeout_s, started)
+
+
+async def finish_with_deadline(
+    coroutine: Coroutine[Any, Any, T], suspended_on: Any, timeout_s: float, started: float
+) -> T:
+    """Drive a coroutine that suspended on its first ``send`` (waiting on ``suspended_on``) to its end, with
+    the deadline counted from ``started`` (``time.perf_counter()``). The kernel makes that first ``send``
+    itself, so a step that never suspends costs no extra coroutine."""
     task = asyncio.current_task()
-    assert task is not None, "run_with_deadline must run inside a task"
+    assert task is not None, "finish_with_deadline must run inside a task"
     loop = asyncio.get_running_loop()
     cancelling = task.cancelling()
     expired = False
@@ -39,7 +48,7 @@ async def run_with_deadline(coroutine: Coroutine[Any, Any, T], timeout_s: float)
         expired = True
         task.cancel()
 
-    remaining = timeout_s - (time.monotonic() - started)
+    remaining = timeout_s - (time.perf_counter() - started)
     handle = loop.call_later(max(remaining, 0.0), expire)
     try:
         result: T = await _Resume(coroutine, suspended_on)

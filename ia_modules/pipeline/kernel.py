@@ -19,7 +19,7 @@ import orjson
 
 from .compiler import PipelinePlan, StepPlan
 from .conditions import TAKEN, Observation
-from .deadline import DeadlineExceeded, run_with_deadline
+from .deadline import DeadlineExceeded, finish_with_deadline
 from .errors import PermanentStepError, StepOutputError
 from .graph import END, Edge
 from .models import RetryPolicy
@@ -178,7 +178,14 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
     while True:
         attempts += 1
         try:
-            result = await run_with_deadline(instance.run(data), step.timeout_s)
+            attempt_started = time.perf_counter()
+            coroutine = instance.run(data)
+            try:  # most steps finish without suspending: no timer, no extra coroutine (deadline.py)
+                suspended_on = coroutine.send(None)
+            except StopIteration as finished:
+                result = finished.value
+            else:
+                result = await finish_with_deadline(coroutine, suspended_on, step.timeout_s, attempt_started)
             output = _as_json(step.id, checked_output(instance, result))
             break
         except Exception as exc:
@@ -194,7 +201,9 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
         "duration_ms": _ms(clock),
     }
     run.outputs[step.id] = output
-    return await _route(run, step.id, output, entry)
+    if run.plan.has_function_conditions:
+        return await _route(run, step.id, output, entry)
+    return _route_now(run, step.id, output, entry, {})
 
 
 async def _failed(
@@ -269,33 +278,58 @@ def _pass_on(run: RunState, step_id: str, token: Token, entry: dict[str, Any], w
 async def _route(
     run: RunState, step_id: str, output: Mapping[str, Any], entry: dict[str, Any]
 ) -> list[tuple[Edge, Token]]:
-    """Evaluate every path leaving the step in file order; every path whose condition holds is taken."""
+    """Evaluate every path leaving the step in file order; every path whose condition holds is taken. Function
+    conditions (which may be async) are awaited first; the rest is ``_route_now``, with no coroutine."""
+    awaited: dict[int, Observation | Exception] = {}
+    if run.plan.has_function_conditions:
+        scope = run.scope(output)
+        for edge in run.plan.graph.outgoing[step_id]:
+            if edge.condition.is_async:
+                try:
+                    awaited[edge.id] = await edge.condition.evaluate_async(scope)
+                except Exception as exc:
+                    awaited[edge.id] = exc
+    return _route_now(run, step_id, output, entry, awaited)
+
+
+def _route_now(
+    run: RunState,
+    step_id: str,
+    output: Mapping[str, Any],
+    entry: dict[str, Any],
+    awaited: dict[int, Observation | Exception],
+) -> list[tuple[Edge, Token]]:
     scope: Scope | None = None
     sends: list[tuple[Edge, Token]] = []
     routes: list[dict[str, Any]] = []
     for edge in run.plan.graph.outgoing[step_id]:
         condition = edge.condition
+        seen: Observation | Exception
         if condition.always:
             seen = TAKEN
+        elif edge.id in awaited:
+            seen = awaited[edge.id]
         else:
             if scope is None:
                 scope = run.scope(output)
             try:
-                seen = await condition.evaluate_async(scope) if condition.is_async else condition.evaluate(scope)
+                seen = condition.evaluate(scope)
             except Exception as exc:
-                message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(exc).__name__}: {exc}"
-                run.fail(
-                    {
-                        "step": step_id,
-                        "type": "ConditionError",
-                        "message": message,
-                        "attempts": 0,
-                        "traceback": "".join(traceback.format_exception(exc)),
-                    }
-                )
-                routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
-                sends.append((edge, "fail"))
-                continue
+                seen = exc
+        if isinstance(seen, Exception):
+            message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(seen).__name__}: {seen}"
+            run.fail(
+                {
+                    "step": step_id,
+                    "type": "ConditionError",
+                    "message": message,
+                    "attempts": 0,
+                    "traceback": "".join(traceback.format_exception(seen)),
+                }
+            )
+            routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
+            sends.append((edge, "fail"))
+            continue
         routes.append(_route_entry(edge, seen))
         if seen.taken and edge.terminal == "end_with_failure":
             run.fail(
