@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
@@ -11,10 +12,13 @@ from ia_modules.pipeline.core import Step
 
 class StampStep(Step):
     """Returns ``{<step>_pid: the worker's pid}``; with ``CRASH_AT`` naming this step, the worker dies here
-    with SIGKILL, as a crash mid-run would."""
+    with SIGKILL, as a crash mid-run would: after a second, so that the batch before this one, which the worker
+    completes while it runs this one, is committed (a crash before that would run that batch again too, which
+    at least once allows, but which would hide what the tests using this look at)."""
 
     async def run(self, data: dict[str, Any]) -> dict[str, Any]:
         if os.environ.get("CRASH_AT") == self.name:
+            await asyncio.sleep(1.0)
             os.kill(os.getpid(), signal.SIGKILL)
         return {f"{self.name}_pid": os.getpid()}
 
