@@ -145,7 +145,7 @@ def letter_for(run: FinishedRun) -> dict[str, Any]:
     resume = Envelope(
         run_id=record["run_id"], pipeline=record["pipeline"], version=record["pipeline_version"],
         key=record["input"]["customer_id"], input=record["input"], resume_at="pricing",
-        trace=record["trace"][:1], source=record["source"], started_ms=run.finished_ms - 40,
+        trace_json=orjson.dumps(record["trace"][:1]), source=record["source"], started_ms=run.finished_ms - 40,
     )  # fmt: skip
     traceback = (
         "Traceback (most recent call last):\n"
@@ -163,7 +163,7 @@ def letter_for(run: FinishedRun) -> dict[str, Any]:
         "attempts": 3,
         "error": {"type": "ValueError", "message": "no price for sku", "traceback": traceback},
         "input": record["input"],
-        "envelope": orjson.loads(resume.encode()),
+        "envelope": resume.as_dict(),
         "resume_at": "pricing",
         "source": record["source"],
         "created_ms": run.finished_ms,
