@@ -119,9 +119,6 @@ def walk(value: Any, path: tuple[str | int, ...]) -> Any:
 class LiteralValue:
     value: Any
 
-    def resolve(self, scope: Scope) -> Any:
-        return self.value
-
     def accessor(self) -> Accessor:
         value = self.value
         return lambda scope: value
