@@ -54,3 +54,35 @@ async def send(producer: AIOKafkaProducer, emissions: Iterable[Emission]) -> Sen
         if batch.record_count():
             sent.acknowledgements.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
+
+
+class SendQueue:
+    """Hands each batch of emissions to the producer in the background, after the one submitted before it.
+
+    aiokafka keeps one undelivered producer batch per partition, so handing over a batch can wait for the broker
+    to take the previous one; the worker computes its next batch meanwhile instead of waiting with it."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._last: asyncio.Task[Sent] | None = None
+
+    def submit(self, emissions: list[Emission]) -> Sending:
+        """Queue ``emissions`` behind what was submitted before (per-partition order is kept)."""
+        self._last = asyncio.ensure_future(self._send_after(self._last, emissions))
+        return Sending(self._last)
+
+    async def _send_after(self, previous: asyncio.Task[Sent] | None, emissions: list[Emission]) -> Sent:
+        if previous is not None:
+            await previous  # a batch that could not be handed over stops the ones behind it too
+        return await send(self._producer, emissions)
+
+
+@dataclass
+class Sending:
+    """Emissions submitted to a ``SendQueue``."""
+
+    handing_over: asyncio.Task[Sent]
+
+    async def acknowledged(self) -> int:
+        """Wait until the broker acknowledged every emission; raises if any send failed."""
+        return await (await self.handing_over).acknowledged()

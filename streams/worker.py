@@ -33,7 +33,7 @@ from .emission import Emission
 from .join_changelog import restore_joins
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
-from .producer import Sent, produce, send
+from .producer import Sending, SendQueue, produce
 from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
 from .stage_runner import StageRunner
@@ -119,6 +119,7 @@ class Worker:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._sends: SendQueue | None = None
         self._completing: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
@@ -150,6 +151,7 @@ class Worker:
             bootstrap_servers=servers, acks="all", linger_ms=2, max_batch_size=512 * 1024, enable_idempotence=False
         )
         await self._producer.start()
+        self._sends = SendQueue(self._producer)
         session = options.session_timeout_ms
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=servers,
@@ -238,7 +240,7 @@ class Worker:
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Run the batch and hand its emissions to the producer; the batch before it is then completed, and
         this one is completed (``_complete``) while the next one runs."""
-        assert self._consumer is not None and self._producer is not None
+        assert self._consumer is not None and self._sends is not None
         owned = self._consumer.assignment()
         work = {tp: records for tp, records in batch.items() if tp in owned and records}
         if not work:
@@ -246,7 +248,7 @@ class Worker:
         per_partition = await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items()))
         emissions = [emission for emitted in per_partition for emission in emitted]
         emissions.extend(w for runtime in self.runtimes for w in runtime.store.take_partial_writes())
-        sent = await send(self._producer, emissions)
+        sent = self._sends.submit(emissions)
         fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
         runs, letters = self._take_finished()
         offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
@@ -256,7 +258,7 @@ class Worker:
 
     async def _complete(
         self,
-        sent: Sent,
+        sent: Sending,
         fired: list[Emission],
         offsets: dict[TopicPartition, int],
         runs: list[FinishedRun],
@@ -290,14 +292,20 @@ class Worker:
 
     async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
         route = self.routes[tp.topic]
-        if route.stage.concurrency <= 1:
-            emitted: list[Emission] = []
-            for index, record in enumerate(records, 1):
-                emitted.extend(await self._run_record(route, record))
-                if not index % YIELD_EVERY:
-                    await asyncio.sleep(0)
-            return emitted
-        return await self._run_by_key(route, records)
+        if route.stage.concurrency > 1:
+            return await self._run_by_key(route, records)
+        emitted: list[Emission] = []
+        runner = route.runtime.runner
+        run = runner.on_input if route.is_input else runner.on_envelope
+        for index, record in enumerate(records, 1):
+            consumed = InputRecord(tp.topic, tp.partition, record.offset, record.timestamp, record.key, record.value)
+            try:
+                emitted.extend(await run(consumed))
+            except Exception as exc:
+                emitted.append(self._internal_error(runner, consumed, exc))
+            if not index % YIELD_EVERY:
+                await asyncio.sleep(0)
+        return emitted
 
     async def _run_by_key(self, route: _Route, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
         """Up to ``concurrency`` records at once, records with the same key one after the other."""
@@ -324,10 +332,14 @@ class Worker:
             if route.is_input:
                 return await runner.on_input(consumed)
             return await runner.on_envelope(consumed)
-        except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
-            self.stats.internal_errors += 1
-            logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
-            return [runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))]
+        except Exception as exc:
+            return [self._internal_error(runner, consumed, exc)]
+
+    def _internal_error(self, runner: StageRunner, consumed: InputRecord, exc: Exception) -> Emission:
+        """A fault of ours, not of a step: the record is kept in the dead-letter queue, consuming goes on."""
+        self.stats.internal_errors += 1
+        logger.exception("internal error on %s[%d]@%d", consumed.topic, consumed.partition, consumed.offset)
+        return runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 
