@@ -118,8 +118,30 @@ class Envelope:
         }
 
     def encode(self) -> bytes:
-        header = orjson.dumps(self._header(ENVELOPE_VERSION), option=orjson.OPT_NON_STR_KEYS)
-        return b"\n".join((header, self.trace_json, self.input_bytes()))
+        """Version 2; the header leaves out what is empty or zero (most envelopes carry no error, tokens or
+        replay), which ``decode`` reads as those defaults."""
+        header: dict[str, Any] = {
+            "v": ENVELOPE_VERSION,
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "version": self.version,
+            "key": self.key,
+            "resume_at": self.resume_at,
+            "outputs": self.outputs,
+            "source": self.source,
+            "started_ms": self.started_ms,
+        }
+        if self.error is not None:
+            header["error"] = self.error
+        if self.join_tokens:
+            header["join_tokens"] = self.join_tokens
+        if self.carried:
+            header["carried"] = self.carried
+        if self.replay:
+            header["replay"] = self.replay
+            header["replay_from"] = self.replay_from
+        encoded = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
+        return b"\n".join((encoded, self.trace_json, self.input_bytes()))
 
     def as_dict(self) -> dict[str, Any]:
         """The envelope as one JSON object (version 1), as a dead letter holds it."""
@@ -151,23 +173,23 @@ class Envelope:
             if not isinstance(event, dict):
                 raise ValueError(f"the input is {type(event).__name__}, not an object")
             join_tokens, carried = value.get("join_tokens"), value.get("carried")
-            return cls(
-                run_id=value["run_id"],
-                pipeline=value["pipeline"],
-                version=value["version"],
-                key=value["key"],
-                input=event,
-                resume_at=value["resume_at"],
-                outputs=value.get("outputs") or {},
-                trace_json=trace_json or b"[]",
-                error=value.get("error"),
-                join_tokens={int(k): v for k, v in join_tokens.items()} if join_tokens else {},
-                carried={node: {int(k): v for k, v in t.items()} for node, t in carried.items()} if carried else {},
-                source=value.get("source"),
-                started_ms=value.get("started_ms") or 0,
-                replay=value.get("replay") or 0,
-                replay_from=value.get("replay_from"),
-                input_json=input_json,
+            return cls(  # positional, in field order: this runs for every consumed envelope
+                value["run_id"],
+                value["pipeline"],
+                value["version"],
+                value["key"],
+                event,
+                value["resume_at"],
+                value.get("outputs") or {},
+                trace_json or b"[]",
+                value.get("error"),
+                {int(k): v for k, v in join_tokens.items()} if join_tokens else {},
+                {node: {int(k): v for k, v in t.items()} for node, t in carried.items()} if carried else {},
+                value.get("source"),
+                value.get("started_ms") or 0,
+                value.get("replay") or 0,
+                value.get("replay_from"),
+                input_json,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope: {type(exc).__name__}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -98,7 +99,7 @@ class StageRunner:
 
     # -- execution --------------------------------------------------------------------------------------------
 
-    async def execute(self, envelope: Envelope, partition: int) -> list[Emission]:
+    def execute(self, envelope: Envelope, partition: int) -> Coroutine[Any, Any, list[Emission]]:
         """Run the envelope's stage; skips and failures travel on at once, even into other stages."""
         run = StreamRun(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs))
         run.earlier_trace = envelope.trace_json
@@ -106,7 +107,7 @@ class StageRunner:
         run.error = envelope.error
         if envelope.join_tokens:
             run.tokens[envelope.resume_at] = dict(envelope.join_tokens)
-        return await self._drive(run, envelope, partition, [(envelope.resume_at, "run")])
+        return self._drive(run, envelope, partition, [(envelope.resume_at, "run")])
 
     async def _drive(
         self, run: StreamRun, envelope: Envelope, partition: int, start: list[tuple[str, Token]]
@@ -117,18 +118,20 @@ class StageRunner:
         (they travel in the envelope, ``carried``); only a join that must wait for another envelope of the run
         keeps them in the join store."""
         topology = self.topology
-        stage = topology.stage_of.get(start[0][0])
+        joins, stage_of = topology.joins, topology.stage_of
+        stage = stage_of.get(start[0][0])
         emissions: list[Emission] = []
         forwards: list[str] = []
         held = {node: dict(tokens) for node, tokens in envelope.carried.items()} if envelope.carried else {}
         pending: deque[tuple[str, Token]] = deque(start)
 
         def go_on(target: str, decided: Token) -> None:
+            """Where a step's token leads (the same as the loop below does inline, for joins that decided)."""
             if target == END:
                 emissions.extend(self.finish(run, envelope, partition))
             elif decided != "run":
                 pending.append((target, decided))
-            elif topology.stage_of[target] == stage and target not in topology.joins:
+            elif stage_of[target] == stage and target not in joins:
                 pending.append((target, "run"))
             else:
                 forwards.append(target)
@@ -141,20 +144,27 @@ class StageRunner:
                     if token == "run":
                         failures_before = len(run.failures)
                         sends = await run_step(run, self.plan.steps[step_id], self.steps[step_id])
-                        for failure in run.failures[failures_before:]:
-                            emissions.append(self._step_letter(run, envelope, failure, partition, held))
+                        if len(run.failures) > failures_before:
+                            for failure in run.failures[failures_before:]:
+                                emissions.append(self._step_letter(run, envelope, failure, partition, held))
                     else:
                         sends = skip_step(run, step_id, token)
                     for edge, sent in sends:
-                        if edge.target not in topology.joins:
-                            go_on(edge.target, sent)
+                        target = edge.target
+                        if target not in joins:  # go_on, inline: this runs for every path of every step
+                            if target == END:
+                                emissions.extend(self.finish(run, envelope, partition))
+                            elif sent != "run" or stage_of[target] == stage:
+                                pending.append((target, sent))
+                            else:
+                                forwards.append(target)
                             continue
-                        tokens = held.setdefault(edge.target, {})
+                        tokens = held.setdefault(target, {})
                         tokens[edge.id] = sent
-                        if len(tokens) == len(self.plan.graph.incoming[edge.target]):
-                            del held[edge.target]
-                            run.tokens[edge.target] = tokens
-                            go_on(edge.target, join_decision(tokens))
+                        if len(tokens) == len(self.plan.graph.incoming[target]):
+                            del held[target]
+                            run.tokens[target] = tokens
+                            go_on(target, join_decision(tokens))
                 waiting = [n for n in held if not any(n in topology.joins_ahead[f] for f in forwards)] if held else []
                 for node in waiting:
                     entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
@@ -292,8 +302,9 @@ class StageRunner:
         return self.letters.step_failed(run, resume, failure, partition)
 
     def _envelope_to(self, topic: str, envelope: Envelope, partition: int) -> Emission:
-        return Emission(topic, partition, envelope.key.encode(), envelope.encode(),
-                        (("ia-run-id", envelope.run_id.encode()),))  # fmt: skip
+        """An envelope for a stage topic. It has no ``ia-run-id`` header (the output and dead-letter records have
+        one): the run id is inside, and a record header costs aiokafka more to write than 2 KB of value."""
+        return Emission(topic, partition, envelope.key.encode(), envelope.encode())
 
     def finish(self, run: StreamRun, envelope: Envelope, partition: int) -> list[Emission]:
         """The end node: the result record on the output topic, and a dead letter for a run that failed
