@@ -56,8 +56,13 @@ def _equals(a: Any, b: Any) -> bool | str:
     return bool(a == b)
 
 
+_NUMBERS = (int, float)
+
+
 def _ordered(compare: Callable[[Any, Any], bool]) -> Comparison:
     def apply(a: Any, b: Any) -> bool | str:
+        if type(a) in _NUMBERS and type(b) in _NUMBERS:  # JSON numbers, the common case (bool is not in it)
+            return compare(a, b)
         if not _same_kind(a, b):
             return f"cannot order {type(a).__name__} against {type(b).__name__}"
         return compare(a, b)

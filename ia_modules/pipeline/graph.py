@@ -42,6 +42,9 @@ class Graph:
     incoming: dict[str, list[Edge]] = field(default_factory=dict)
     upstream: dict[str, frozenset[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    always_from: dict[str, tuple[Edge, ...]] = field(default_factory=dict)
+    """Steps every path of which is taken whatever they return (all ``always``, none ending with failure):
+    the kernel routes them without evaluating anything."""
 
     def successors(self, step: str) -> list[str]:
         return [e.target for e in self.outgoing.get(step, []) if e.target != END]
@@ -58,6 +61,11 @@ def build_graph(steps: list[str], start: str, edges: Iterable[Edge], always: Com
     for edge in graph.edges:
         graph.outgoing[edge.source].append(edge)
         graph.incoming[edge.target].append(edge)
+    graph.always_from = {
+        step: tuple(edges)
+        for step, edges in graph.outgoing.items()
+        if all(e.condition.always and e.terminal != "end_with_failure" for e in edges)
+    }
     return graph
 
 

@@ -28,6 +28,8 @@ from .templates import Scope
 
 Token = Literal["run", "skip", "fail"]
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 @dataclass
 class StepFailure:
@@ -63,7 +65,9 @@ class RunState:
     error: dict[str, Any] | None = None
     failures: list[StepFailure] = field(default_factory=list)
     input_json: bytes = b""
-    """``pipeline_input`` encoded: each step's copy of the input is decoded from it (made on first use)."""
+    """``pipeline_input`` encoded: each step's copy of a nested input is decoded from it (made on first use)."""
+    flat_input: bool | None = None
+    """Whether every value of ``pipeline_input`` is a string, number, bool or null (found on first use)."""
 
     def scope(self, result: Any = None) -> Scope:
         return Scope(self.pipeline_input, self.plan.parameters, self.outputs, result)
@@ -88,22 +92,33 @@ class RunState:
     def input_for(self, step: StepPlan) -> dict[str, Any]:
         """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
         as a copy of its own: a step that changes its data changes nothing the run keeps."""
-        extra: dict[str, Any] = {}
         outputs = self.outputs
-        received = self.tokens.get(step.id)
-        for edge in self.plan.graph.incoming[step.id]:
-            if received is None or received.get(edge.id) == "run":
-                output = outputs.get(edge.source)
-                if output is not None:
-                    extra.update(output)
+        incoming = self.plan.graph.incoming[step.id]
+        if len(incoming) == 1:  # its one path delivered run, or it would not run
+            output = outputs.get(incoming[0].source)
+            extra: dict[str, Any] = dict(output) if output else {}
+        else:
+            extra = {}
+            received = self.tokens.get(step.id)
+            for edge in incoming:
+                if received is None or received.get(edge.id) == "run":
+                    output = outputs.get(edge.source)
+                    if output is not None:
+                        extra.update(output)
         inputs = step.inputs
         if inputs.kind != "constant" or inputs.value:
             extra.update(inputs.resolve(Scope(self.pipeline_input, self.plan.parameters, outputs)))
-        if not self.input_json:
-            self.input_json = orjson.dumps(self.pipeline_input)
-        data: dict[str, Any] = orjson.loads(self.input_json)
+        if self.flat_input is None:
+            self.flat_input = _SCALARS.issuperset(map(type, self.pipeline_input.values()))
+        data: dict[str, Any]
+        if self.flat_input:  # nothing in it a step could change in place: a shallow copy is a copy
+            data = dict(self.pipeline_input)
+        else:
+            if not self.input_json:
+                self.input_json = orjson.dumps(self.pipeline_input)
+            data = orjson.loads(self.input_json)
         if extra:
-            data.update(as_json_object(extra))
+            data.update(orjson.loads(orjson.dumps(extra)))
         return data
 
     @property
@@ -154,31 +169,16 @@ def _now_iso(epoch: float) -> str:
     return text
 
 
-def _as_json(step_id: str, output: dict[str, Any]) -> dict[str, Any]:
-    """The output as it would arrive over the wire, so in-process and streamed runs see the same values."""
-    try:
-        return as_json_object(output)
-    except TypeError as exc:
-        raise StepOutputError(f"step '{step_id}' returned a dict that is not JSON-serialisable: {exc}") from None
-
-
-def as_json_object(value: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``value`` through JSON; TypeError when it holds something JSON cannot carry."""
-    copied: dict[str, Any] = orjson.loads(orjson.dumps(value))
-    return copied
-
-
 async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[Edge, Token]]:
     """Run ``step`` for ``run`` with its retry, timeout and on_error policy, record its trace entry, and
     return the token for every path leaving it."""
     data = run.input_for(step)
     started = time.time()
-    clock = time.perf_counter()
+    clock = attempt_started = time.perf_counter()
     attempts = 0
     while True:
         attempts += 1
         try:
-            attempt_started = time.perf_counter()
             coroutine = instance.run(data)
             try:  # most steps finish without suspending: no timer, no extra coroutine (deadline.py)
                 suspended_on = coroutine.send(None)
@@ -186,24 +186,38 @@ async def run_step(run: RunState, step: StepPlan, instance: Step) -> list[tuple[
                 result = finished.value
             else:
                 result = await finish_with_deadline(coroutine, suspended_on, step.timeout_s, attempt_started)
-            output = _as_json(step.id, checked_output(instance, result))
+            if type(result) is not dict:
+                result = checked_output(instance, result)
+            try:  # the output as it would arrive over the wire, so in-process and streamed runs see the same
+                output: dict[str, Any] = orjson.loads(orjson.dumps(result))
+            except TypeError as exc:
+                raise StepOutputError(
+                    f"step '{step.id}' returned a dict that is not JSON-serialisable: {exc}"
+                ) from None
             break
         except Exception as exc:
             if attempts < step.retry.max_attempts and not isinstance(exc, StepOutputError | PermanentStepError):
                 await asyncio.sleep(backoff_delay(step.retry, attempts))
+                attempt_started = time.perf_counter()
                 continue
             return await _failed(run, step, data, exc, attempts, started, clock)
+    step_id = step.id
     entry = {
-        "step": step.id,
+        "step": step_id,
         "status": "ok",
         "attempts": attempts,
         "started_at": _now_iso(started),
-        "duration_ms": _ms(clock),
+        "duration_ms": int((time.perf_counter() - clock) * 1_000_000) / 1000,
     }
-    run.outputs[step.id] = output
+    run.outputs[step_id] = output
+    fixed = run.plan.graph.always_from.get(step_id)
+    if fixed is not None:  # every path taken, nothing to evaluate
+        entry["routes"] = [{"to": edge.label, "taken": True, "observed": None} for edge in fixed]
+        run.trace.append(entry)
+        return [(edge, "run") for edge in fixed]
     if run.plan.has_function_conditions:
-        return await _route(run, step.id, output, entry)
-    return _route_now(run, step.id, output, entry, {})
+        return await _route(run, step_id, output, entry)
+    return _route_now(run, step_id, output, entry, {})
 
 
 async def _failed(

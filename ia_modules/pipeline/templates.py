@@ -92,6 +92,14 @@ class Reference:
             return lambda scope: walk(scope.pipeline_input, path)
         if self.root == "parameters":
             return lambda scope: walk(scope.parameters, path)
+        if self.root == "result" and len(path) == 1 and type(path[0]) is str:
+            key = path[0]
+
+            def result_key(scope: Scope) -> Any:
+                value = scope.result
+                return value.get(key) if type(value) is dict else walk(value, path)
+
+            return result_key
         return self.resolve
 
 
