@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,11 @@ logger = logging.getLogger("ia_modules.streams.worker")
 YIELD_EVERY = 64
 """Records run between two yields to the event loop, so that the batch before is acknowledged, its rows
 written and its offsets committed while this one runs (and heartbeats and fetches go on)."""
+
+BATCHES_COMPLETING = 2
+"""Batches whose acknowledgements, rows and commit may still be outstanding while the next one runs: the
+broker's round trips for one batch overlap the work of the next ones (a crash repeats at most this many
+batches plus the one running)."""
 
 FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
 """How long a join that fired ``fail`` is kept, for a replay of its run from the dead-letter queue."""
@@ -120,7 +125,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._sends: SendQueue | None = None
-        self._completing: asyncio.Task[None] | None = None
+        self._completing: deque[asyncio.Task[None]] = deque()
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
         """Set once the worker has partitions and is consuming them."""
@@ -189,7 +194,7 @@ class Worker:
                 if batch:
                     async with self._lock:
                         await self._process(batch)
-                elif self._completing is not None or (self.gate is not None and self.gate.holding):
+                elif self._completing or (self.gate is not None and self.gate.holding):
                     async with self._lock:
                         await self._settle()
                         if self.gate is not None:
@@ -238,8 +243,8 @@ class Worker:
     # -- the hot path ---------------------------------------------------------------------------------------
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Run the batch and hand its emissions to the producer; the batch before it is then completed, and
-        this one is completed (``_complete``) while the next one runs."""
+        """Run the batch and hand its emissions to the producer; it is completed (``_complete``) while the next
+        ones run, and at most ``BATCHES_COMPLETING`` are left completing."""
         assert self._consumer is not None and self._sends is not None
         owned = self._consumer.assignment()
         work = {tp: records for tp, records in batch.items() if tp in owned and records}
@@ -253,11 +258,16 @@ class Worker:
         runs, letters = self._take_finished()
         offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
         consumed = sum(len(records) for records in work.values())
-        await self._settle()
-        self._completing = asyncio.ensure_future(self._complete(sent, fired, offsets, runs, letters, consumed))
+        before = self._completing[-1] if self._completing else None
+        self._completing.append(
+            asyncio.ensure_future(self._complete(before, sent, fired, offsets, runs, letters, consumed))
+        )
+        while len(self._completing) > BATCHES_COMPLETING:
+            await self._completing.popleft()
 
     async def _complete(
         self,
+        before: asyncio.Task[None] | None,
         sent: Sending,
         fired: list[Emission],
         offsets: dict[TopicPartition, int],
@@ -265,9 +275,12 @@ class Worker:
         letters: list[dict[str, Any]],
         consumed: int,
     ) -> None:
-        """A batch's emissions are acknowledged: write the markers of the joins it fired (only now, so a crash
-        before fires them again rather than never), the sink's rows, then commit its offsets."""
+        """Once the batch ``before`` it is complete and its emissions are acknowledged: write the markers of the
+        joins it fired (only now, so a crash before fires them again rather than never), the sink's rows, then
+        commit its offsets (in batch order: one commit never overtakes another)."""
         assert self._producer is not None and self.gate is not None
+        if before is not None:
+            await before  # what completing it raised is raised here too: no later offset is committed
         self.stats.produced += await sent.acknowledged()
         if fired:
             self.stats.produced += await produce(self._producer, fired)
@@ -276,10 +289,9 @@ class Worker:
         self.stats.batches += 1
 
     async def _settle(self) -> None:
-        """Wait until the batch being completed is (raises what completing it raised)."""
-        completing, self._completing = self._completing, None
-        if completing is not None:
-            await completing
+        """Wait until every batch being completed is (raises what completing one raised)."""
+        while self._completing:
+            await self._completing.popleft()
 
     def _take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
         runs: list[FinishedRun] = []
