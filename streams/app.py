@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 
 from .cluster import bootstrap_servers
@@ -34,11 +35,23 @@ def sweep_interval_s(worker: Worker) -> float:
     return min([max(0.2, min(5.0, timeout / 10)) for timeout in timeouts] or [5.0])
 
 
+class _WebAndTimers(BootStrategy):
+    """Faust starts its web server, sensors and timers, and no Kafka client of its own: the worker's consumer
+    and producer do all the Kafka work, and a second consumer group (with its own thread, event loop and
+    heartbeats) would only take CPU and GIL time from the hot path."""
+
+    enable_kafka = False
+
+
+class WorkerApp(faust.App):
+    BootStrategy = _WebAndTimers
+
+
 def create_app(worker: Worker, *, web_port: int, web_host: str = "0.0.0.0", datadir: Path = Path(".ia/faust")) -> Any:
     """A Faust App serving the worker's health page and running its join-timeout timer."""
     session_s = worker.options.session_timeout_ms / 1000
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         f"{worker.options.app_id}-app",
         broker=";".join(f"kafka://{server}" for server in bootstrap_servers(worker.broker)),
         web_port=web_port,

@@ -132,7 +132,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, worker.stop)
             app = create_app(worker, web_port=settings.web_port, datadir=Path(".ia") / "faust")
-            app_starting = asyncio.create_task(app.start())  # its consumer group joins while ours does
+            app_starting = asyncio.create_task(app.start())  # web server and timers start while our group joins
             app_starting.add_done_callback(lambda task: _stop_if_failed(task, worker))
             try:
                 await worker.start()
