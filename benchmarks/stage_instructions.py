@@ -28,23 +28,25 @@ WARM_UP = 500
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def run_events(count: int) -> None:
-    """Warm up on ``WARM_UP`` events, then run ``count`` more in one batch per hop."""
+async def run_events(count: int, made: int) -> None:
+    """Make ``WARM_UP + made`` events (whatever ``count``, so that both runs do the same set-up), warm up on
+    ``WARM_UP`` of them, then run ``count`` more in one batch per hop."""
     pipeline = await Pipeline.load(BENCH_PIPELINE)
-    events = synthetic_events(WARM_UP + count)
+    events = synthetic_events(WARM_UP + made)
     keyed = [(r.key, r.partition, r.value) for r in events]
     gc.collect()
     gc.freeze()
     worker = InMemoryWorker(pipeline)
     await worker.run(keyed[:WARM_UP], batch=WARM_UP)
     if count:
-        await worker.run(keyed[WARM_UP:], batch=count)
+        await worker.run(keyed[WARM_UP : WARM_UP + count], batch=count)
 
 
-def instructions(count: int) -> int:
-    """Instructions valgrind counts for a process that runs ``count`` events (after the warm-up)."""
+def instructions(count: int, made: int) -> int:
+    """Instructions valgrind counts for a process that runs ``count`` of ``made`` events (after the warm-up)."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-               sys.executable, "-m", "benchmarks.stage_instructions", "--inner", str(count)]  # fmt: skip
+               sys.executable, "-m", "benchmarks.stage_instructions", "--inner", str(count),
+               "--events", str(made)]  # fmt: skip
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     found = re.search(r"I\s+refs:\s+([\d,]+)", finished.stderr)
     if found is None:
@@ -58,11 +60,12 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=None, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.inner is not None:
-        asyncio.run(run_events(arguments.inner))
+        asyncio.run(run_events(arguments.inner, arguments.events))
         return
     if shutil.which("valgrind") is None:
         sys.exit("stage_instructions needs valgrind: apt-get install valgrind")
-    per_event = (instructions(arguments.events) - instructions(0)) / arguments.events
+    events = arguments.events
+    per_event = (instructions(events, events) - instructions(0, events)) / events
     print(f"{arguments.events:,} events: {per_event / 1000:,.1f} k instructions per event (stage runner, 3 hops)")
 
 
