@@ -120,28 +120,44 @@ class Envelope:
     def encode(self) -> bytes:
         """Version 2; the header leaves out what is empty or zero (most envelopes carry no error, tokens or
         replay), which ``decode`` reads as those defaults."""
+        return self.encode_resumed(
+            self.version, self.resume_at, self.outputs, self.trace_json, self.error, self.join_tokens, self.carried
+        )
+
+    def encode_resumed(
+        self,
+        version: str,
+        resume_at: str,
+        outputs: dict[str, Any],
+        trace_json: bytes,
+        error: dict[str, Any] | None,
+        join_tokens: dict[int, Token] | None,
+        carried: dict[str, dict[int, Token]],
+    ) -> bytes:
+        """This run carried on to ``resume_at`` with the state given, encoded: what ``encode`` gives for the
+        envelope with those fields replaced, without making it (this runs for every forwarded envelope)."""
         header: dict[str, Any] = {
             "v": ENVELOPE_VERSION,
             "run_id": self.run_id,
             "pipeline": self.pipeline,
-            "version": self.version,
+            "version": version,
             "key": self.key,
-            "resume_at": self.resume_at,
-            "outputs": self.outputs,
+            "resume_at": resume_at,
+            "outputs": outputs,
             "source": self.source,
             "started_ms": self.started_ms,
         }
-        if self.error is not None:
-            header["error"] = self.error
-        if self.join_tokens:
-            header["join_tokens"] = self.join_tokens
-        if self.carried:
-            header["carried"] = self.carried
+        if error is not None:
+            header["error"] = error
+        if join_tokens:
+            header["join_tokens"] = join_tokens
+        if carried:
+            header["carried"] = carried
         if self.replay:
             header["replay"] = self.replay
             header["replay_from"] = self.replay_from
         encoded = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
-        return b"\n".join((encoded, self.trace_json, self.input_bytes()))
+        return b"\n".join((encoded, trace_json, self.input_bytes()))
 
     def as_dict(self) -> dict[str, Any]:
         """The envelope as one JSON object (version 1), as a dead letter holds it."""

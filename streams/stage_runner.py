@@ -244,10 +244,14 @@ class StageRunner:
     def _next_stage(
         self, run: StreamRun, envelope: Envelope, target: str, partition: int, carried: dict[str, dict[int, Token]]
     ) -> Emission:
-        needed = self.topology.needed_outputs[self.topology.stage_of[target]]
+        """The run, encoded for the topic of the stage that ``target`` starts (no header, as ``_envelope_to``)."""
+        stage = self.topology.stage_of[target]
+        needed = self.topology.needed_outputs[stage]
         outputs = {s: o for s, o in run.outputs.items() if s in needed}
-        forward = self._resume_envelope(run, envelope, target, outputs, run.trace_json(), run.error, carried)
-        return self._envelope_to(self.topology.stages[self.topology.stage_of[target]].topic, forward, partition)
+        value = envelope.encode_resumed(
+            self.plan.version, target, outputs, run.trace_json(), run.error, run.tokens.get(target), carried
+        )
+        return Emission(self.topology.stages[stage].topic, partition, envelope.key.encode(), value)
 
     def _resume_envelope(
         self,
