@@ -1,9 +1,10 @@
 """The worker: one consumer group over every pipeline's input and stage topics, stages run in batches.
 
 For each batch it runs the records (in order per partition; with a stage's ``concurrency`` above 1, in order
-per key) and hands what they emitted to the producer; then, while it runs the next batch, it waits for the
+per key) and hands what they emitted to the producer; then, while it runs the next batches, it waits for the
 broker's acknowledgements, writes the markers of joins that fired and the results sink's rows, and only then
-commits the batch's offsets: at least once, end to end, with one batch completing behind the one running.
+commits the batch's offsets: at least once, end to end, with up to ``BATCHES_COMPLETING`` batches completing
+behind the one running, in order.
 Partitions are co-assigned across a pipeline's topics (range assignment over equal partition counts), so a
 run's join state is always local.
 """
