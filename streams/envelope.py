@@ -99,27 +99,44 @@ class Envelope:
         entries: list[dict[str, Any]] = orjson.loads(self.trace_json)
         return entries
 
-    def _header(self, layout: int) -> dict[str, Any]:
-        return {
+    def _header(
+        self,
+        layout: int,
+        version: str,
+        resume_at: str,
+        outputs: dict[str, Any],
+        error: dict[str, Any] | None,
+        join_tokens: dict[int, Token] | None,
+        carried: dict[str, dict[int, Token]],
+    ) -> dict[str, Any]:
+        """The header of this run with the state given. Version 2 leaves out what is empty or zero (most
+        envelopes carry no error, tokens or replay), which ``decode`` reads as those defaults; version 1, what
+        dead letters hold, has every field."""
+        header: dict[str, Any] = {
             "v": layout,
             "run_id": self.run_id,
             "pipeline": self.pipeline,
-            "version": self.version,
+            "version": version,
             "key": self.key,
-            "resume_at": self.resume_at,
-            "outputs": self.outputs,
-            "error": self.error,
-            "join_tokens": self.join_tokens,
-            "carried": self.carried,
+            "resume_at": resume_at,
+            "outputs": outputs,
             "source": self.source,
             "started_ms": self.started_ms,
-            "replay": self.replay,
-            "replay_from": self.replay_from,
         }
+        full = layout != ENVELOPE_VERSION
+        if full or error is not None:
+            header["error"] = error
+        if full or join_tokens:
+            header["join_tokens"] = join_tokens or {}
+        if full or carried:
+            header["carried"] = carried
+        if full or self.replay:
+            header["replay"] = self.replay
+            header["replay_from"] = self.replay_from
+        return header
 
     def encode(self) -> bytes:
-        """Version 2; the header leaves out what is empty or zero (most envelopes carry no error, tokens or
-        replay), which ``decode`` reads as those defaults."""
+        """Version 2: header, trace and input on three lines."""
         return self.encode_resumed(
             self.version, self.resume_at, self.outputs, self.trace_json, self.error, self.join_tokens, self.carried
         )
@@ -136,32 +153,14 @@ class Envelope:
     ) -> bytes:
         """This run carried on to ``resume_at`` with the state given, encoded: what ``encode`` gives for the
         envelope with those fields replaced, without making it (this runs for every forwarded envelope)."""
-        header: dict[str, Any] = {
-            "v": ENVELOPE_VERSION,
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "version": version,
-            "key": self.key,
-            "resume_at": resume_at,
-            "outputs": outputs,
-            "source": self.source,
-            "started_ms": self.started_ms,
-        }
-        if error is not None:
-            header["error"] = error
-        if join_tokens:
-            header["join_tokens"] = join_tokens
-        if carried:
-            header["carried"] = carried
-        if self.replay:
-            header["replay"] = self.replay
-            header["replay_from"] = self.replay_from
+        header = self._header(ENVELOPE_VERSION, version, resume_at, outputs, error, join_tokens, carried)
         encoded = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
         return b"\n".join((encoded, trace_json, self.input_bytes()))
 
     def as_dict(self) -> dict[str, Any]:
         """The envelope as one JSON object (version 1), as a dead letter holds it."""
-        value = {**self._header(1), "input": self.input, "trace": self.trace()}
+        header = self._header(1, self.version, self.resume_at, self.outputs, self.error, self.join_tokens, self.carried)
+        value = {**header, "input": self.input, "trace": self.trace()}
         return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))  # type: ignore[no-any-return]
 
     @classmethod

@@ -126,7 +126,6 @@ class StageRunner:
         pending: deque[tuple[str, Token]] = deque(start)
 
         def go_on(target: str, decided: Token) -> None:
-            """Where a step's token leads (the same as the loop below does inline, for joins that decided)."""
             if target == END:
                 emissions.extend(self.finish(run, envelope, partition))
             elif decided != "run":
@@ -151,13 +150,8 @@ class StageRunner:
                         sends = skip_step(run, step_id, token)
                     for edge, sent in sends:
                         target = edge.target
-                        if target not in joins:  # go_on, inline: this runs for every path of every step
-                            if target == END:
-                                emissions.extend(self.finish(run, envelope, partition))
-                            elif sent != "run" or stage_of[target] == stage:
-                                pending.append((target, sent))
-                            else:
-                                forwards.append(target)
+                        if target not in joins:
+                            go_on(target, sent)
                             continue
                         tokens = held.setdefault(target, {})
                         tokens[edge.id] = sent

@@ -308,14 +308,8 @@ class Worker:
         if route.stage.concurrency > 1:
             return await self._run_by_key(route, records)
         emitted: list[Emission] = []
-        runner = route.runtime.runner
-        run = runner.on_input if route.is_input else runner.on_envelope
         for index, record in enumerate(records, 1):
-            consumed = InputRecord(tp.topic, tp.partition, record.offset, record.timestamp, record.key, record.value)
-            try:
-                emitted.extend(await run(consumed))
-            except Exception as exc:
-                emitted.append(self._internal_error(runner, consumed, exc))
+            emitted.extend(await self._run_record(route, record))
             if not index % YIELD_EVERY:
                 await asyncio.sleep(0)
         return emitted
@@ -345,14 +339,10 @@ class Worker:
             if route.is_input:
                 return await runner.on_input(consumed)
             return await runner.on_envelope(consumed)
-        except Exception as exc:
-            return [self._internal_error(runner, consumed, exc)]
-
-    def _internal_error(self, runner: StageRunner, consumed: InputRecord, exc: Exception) -> Emission:
-        """A fault of ours, not of a step: the record is kept in the dead-letter queue, consuming goes on."""
-        self.stats.internal_errors += 1
-        logger.exception("internal error on %s[%d]@%d", consumed.topic, consumed.partition, consumed.offset)
-        return runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))
+        except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
+            self.stats.internal_errors += 1
+            logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
+            return [runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))]
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 
