@@ -63,7 +63,9 @@ async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManag
         yield None
         return
     async with database_url(settings) as (url, _embedded):
-        db = DatabaseManager(url)
+        # no pool floor: asyncpg would keep reconnecting in the background through an outage, logging a
+        # traceback each time, while the commit gate already retries with backoff and says so in one line
+        db = DatabaseManager(url, min_pool_size=0)
         try:
             await db.initialize(apply_schema=True)
             yield db

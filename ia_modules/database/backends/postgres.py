@@ -198,7 +198,12 @@ class PostgresBackend(Backend):
         try:
             yield PostgresSession(connection, self._url.secrets)
         finally:
-            await self.pool.release(connection)
+            try:
+                await self.pool.release(connection)
+            except Exception:
+                # asyncpg resets a connection as it takes it back, and terminates it if that fails (the server
+                # went away after the work was done); the work stands and the pool opens a new connection
+                logger.debug("a connection broke as it went back to the pool; it was closed", exc_info=True)
 
     @asynccontextmanager
     async def migration_session(self) -> AsyncIterator[Session]:
