@@ -93,6 +93,7 @@ async def test_postgres_stopping_mid_stream_loses_no_row_and_doubles_none(
         await server.stop()
         assert publish(namespace, "custom_processing", second, folder).returncode == 0
         await asyncio.sleep(4)
+        assert worker.process.poll() is None, f"the worker died:\n{worker.log.read_text()[-3000:]}"
         status, _ = worker.health()
         assert status == 200, "still a member of its group while the database is away"
         assert url == await server.start()
