@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 import traceback
 from datetime import UTC, date, datetime
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from ia_modules.database import DatabaseConnectionError, DatabaseError, DatabaseManager
+from tests.integration.postgres_proxy import PostgresProxy
 from tests.postgres_server import PostgresForTests, with_login
 
 pytestmark = pytest.mark.integration
@@ -234,44 +231,11 @@ async def test_datetimes_and_iso_strings_work_as_parameters_on_both(db: Database
             await db.execute("INSERT INTO events (id, at) VALUES (?, ?)", (5, "not a time"))
 
 
-class ClosesAtReset:
-    """A unix-socket proxy in front of the server that cuts the connection when the client sends asyncpg's
-    reset query (sent as a connection goes back to the pool): the server lost between a query and the release."""
-
-    def __init__(self, url: str) -> None:
-        folder = tempfile.mkdtemp(prefix="ia-proxy-")  # short: a socket path has at most 107 bytes
-        query = parse_qs(urlsplit(url).query)
-        self.upstream = f"{query['host'][0]}/.s.PGSQL.{query['port'][0]}"
-        self.url = url.replace(f"host={query['host'][0]}", f"host={folder}")
-        self.path = f"{folder}/.s.PGSQL.{query['port'][0]}"
-        self.cuts = 0
-
-    async def __aenter__(self) -> ClosesAtReset:
-        self.server = await asyncio.start_unix_server(self._serve, path=self.path)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        shutil.rmtree(Path(self.path).parent, ignore_errors=True)
-
-    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_unix_connection(self.upstream)
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, watch: bool) -> None:
-            while data := await reader.read(65536):
-                if watch and b"RESET ALL" in data:
-                    self.cuts += 1
-                    break
-                writer.write(data)
-                await writer.drain()
-            client_writer.close()
-            server_writer.close()
-
-        await asyncio.gather(pipe(client_reader, server_writer, True), pipe(server_reader, client_writer, False))
-
-
 async def test_a_connection_lost_while_going_back_to_the_pool_fails_nothing(postgres_url: str) -> None:
-    async with ClosesAtReset(postgres_url) as proxy, DatabaseManager(proxy.url, project_migrations_dir=False) as db:
+    async with (
+        PostgresProxy(postgres_url, cut_on=b"RESET ALL") as proxy,
+        DatabaseManager(proxy.url, project_migrations_dir=False) as db,
+    ):
         await db.execute("CREATE TABLE kept (n int)")
         async with db.transaction() as tx:
             await tx.execute("INSERT INTO kept VALUES (1)")
