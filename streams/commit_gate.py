@@ -52,13 +52,16 @@ class CommitGate:
         self, offsets: dict[TopicPartition, int], runs: list[FinishedRun], letters: list[dict[str, Any]]
     ) -> None:
         """Write the rows, then commit ``offsets``; if the database is away, hold them and pause."""
+        holding = self.holding
         self._runs.extend(runs)
         self._letters.extend(letters)
         self._held.update(offsets)
-        if await self._flush():
-            await self._commit()
-        else:
+        if not await self._flush():
             self.consumer.pause(*self.consumer.assignment())
+        elif holding:  # the database came back while batches taken in before the pause were completing
+            await self._resume()
+        else:
+            await self._commit()
 
     async def add(self, runs: list[FinishedRun], letters: list[dict[str, Any]]) -> None:
         """Rows that come from no consumed record (join timeouts): written now, or with the next flush."""
@@ -70,9 +73,12 @@ class CommitGate:
     async def retry_if_due(self) -> None:
         """While holding, try the database again once the backoff has passed."""
         if self._held and time.monotonic() >= self._retry_at and await self._flush():
-            logger.warning("the database is back: %d held offsets committed, consuming again", len(self._held))
-            await self._commit()
-            self.consumer.resume(*self.consumer.assignment())
+            await self._resume()
+
+    async def _resume(self) -> None:
+        logger.warning("the database is back: %d held offsets committed, consuming again", len(self._held))
+        await self._commit()
+        self.consumer.resume(*self.consumer.assignment())
 
     def drop(self) -> None:
         """Partitions were revoked: what is held will be consumed again by their next owner."""

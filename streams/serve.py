@@ -63,11 +63,16 @@ async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManag
         yield None
         return
     async with database_url(settings) as (url, _embedded):
-        # no pool floor: asyncpg would keep reconnecting in the background through an outage, logging a
-        # traceback each time, while the commit gate already retries with backoff and says so in one line
-        db = DatabaseManager(url, min_pool_size=0)
+        async with DatabaseManager(url) as migrating:  # no timeout here: a migration may take long
+            await migrating.migrate()
+        # The sink's own pool. A timeout turns a database that stopped answering into an outage the commit gate
+        # reports and retries (without one a write could wait forever, the worker stalled and silent). No pool
+        # floor: asyncpg would keep reconnecting in the background through an outage, logging a traceback each
+        # time, while the gate already retries with backoff and says so in one line.
+        timeout_s = settings.database_timeout_s
+        db = DatabaseManager(url, min_pool_size=0, command_timeout=timeout_s, connect_timeout=timeout_s)
         try:
-            await db.initialize(apply_schema=True)
+            await db.connect()
             yield db
         finally:
             await db.close()

@@ -28,3 +28,6 @@ class Settings(BaseSettings):
         None, ge=1000, description="consumer group session timeout; unset: 10000, or 2000 on the embedded broker"
     )
     batch_max_records: int = Field(2000, ge=1, description="records a worker takes from the broker at once")
+    database_timeout_s: float = Field(
+        30.0, gt=0, description="a results-sink query or connection taking longer counts as a database outage"
+    )

@@ -14,6 +14,7 @@ import pytest
 from ia_modules.database import DatabaseManager
 from streams.embedded_db import EmbeddedPostgres
 from streams.sink import FinishedRun, ResultsSink
+from tests.integration.postgres_proxy import PostgresProxy
 from tests.integration.streaming_support import (
     CLI,
     ROOT,
@@ -111,6 +112,46 @@ async def test_postgres_stopping_mid_stream_loses_no_row_and_doubles_none(
     log = (tmp_path / "worker.log").read_text()
     assert "the database is unreachable" in log
     assert "Traceback" not in log, "an outage is told in one line, not a traceback per reconnection attempt"
+
+
+async def test_a_database_that_stops_answering_is_an_outage_not_a_stall(
+    kafka_broker: str, postgres_url: str, tmp_path: Path
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events = numbered_events(400)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(e) + "\n" for e in events[:200]))
+    second.write_text("".join(json.dumps(e) + "\n" for e in events[200:]))
+    async with PostgresProxy(postgres_url) as proxy:
+        namespace = Namespace.fresh(kafka_broker, proxy.url)
+        log = tmp_path / "worker.log"
+        worker = WorkerProcess(namespace, folder, log, IA_BATCH_MAX_RECORDS="50", IA_DATABASE_TIMEOUT_S="2")
+        try:
+            await worker.wait_consuming()
+            published = await asyncio.to_thread(publish, namespace, "custom_processing", first, folder)
+            assert published.returncode == 0
+            deadline = time.monotonic() + 60
+            while len(await rows_of(postgres_url, "custom_processing")) < 200:
+                assert time.monotonic() < deadline, "the first rows were not written"
+                await asyncio.sleep(0.2)
+            proxy.freeze()  # the server's connections stay open and nothing answers
+            published = await asyncio.to_thread(publish, namespace, "custom_processing", second, folder)
+            assert published.returncode == 0
+            deadline = time.monotonic() + 30
+            while "the database is unreachable" not in log.read_text():
+                assert time.monotonic() < deadline, f"no outage reported:\n{log.read_text()[-3000:]}"
+                await asyncio.sleep(0.2)
+            status, _ = await asyncio.to_thread(worker.health)
+            assert status == 200, f"the worker is no longer serving:\n{log.read_text()[-3000:]}"
+            proxy.thaw()
+            deadline = time.monotonic() + 90
+            while len(rows := await rows_of(postgres_url, "custom_processing")) < len(events):
+                assert time.monotonic() < deadline, f"{len(rows)} of {len(events)} rows after the database answered"
+                await asyncio.sleep(0.5)
+        finally:
+            await asyncio.to_thread(worker.stop)
+    assert len(rows) == len({row["run_id"] for row in rows})
+    assert sorted(json.loads(row["input"])["seq"] for row in rows) == list(range(len(events)))
 
 
 def cli(namespace: Namespace, folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
