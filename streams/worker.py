@@ -34,6 +34,7 @@ from .emission import Emission
 from .join_changelog import restore_joins
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
+from .metadata_backoff import pause_after_failed_metadata_updates
 from .producer import Sending, SendQueue, produce
 from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
@@ -53,6 +54,9 @@ batches plus the one running)."""
 
 FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
 """How long a join that fired ``fail`` is kept, for a replay of its run from the dead-letter queue."""
+
+METADATA_RETRY_BACKOFF_S = 0.1
+"""The pause after a failed metadata update (aiokafka's own ``retry_backoff_ms`` default)."""
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Worker:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=servers, acks="all", linger_ms=2, max_batch_size=512 * 1024, enable_idempotence=False
         )
+        pause_after_failed_metadata_updates(self._producer.client, METADATA_RETRY_BACKOFF_S)
         await self._producer.start()
         self._sends = SendQueue(self._producer)
         session = options.session_timeout_ms
@@ -172,6 +177,7 @@ class Worker:
             fetch_max_wait_ms=options.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        pause_after_failed_metadata_updates(self._consumer._client, METADATA_RETRY_BACKOFF_S)
         self.gate = CommitGate(self._consumer, self.sink)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()

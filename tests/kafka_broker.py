@@ -247,16 +247,20 @@ def _start_once(workdir: Path) -> KafkaBroker:
     if formatted.returncode != 0:
         raise KafkaBrokerError(f"kafka-storage format failed:\n{formatted.stdout}\n{formatted.stderr}")
     format_seconds = time.monotonic() - formatting
+    return _launch(workdir, f"127.0.0.1:{broker_port}", cluster_id, format_seconds)
+
+
+def _launch(workdir: Path, bootstrap: str, cluster_id: str, format_seconds: float) -> KafkaBroker:
+    """Start the JVM on the formatted `workdir` and wait until it answers as `cluster_id`."""
     started = time.monotonic()
-    with (workdir / "console.log").open("wb") as console:
+    with (workdir / "console.log").open("ab") as console:
         process = subprocess.Popen(
-            _java_command(workdir, "kafka.Kafka", str(props)),
+            _java_command(workdir, "kafka.Kafka", str(workdir / "server.properties")),
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C on the test run must not kill the broker before the tests stop
         )
-    bootstrap = f"127.0.0.1:{broker_port}"
     try:
         reported = _wait_until_ready(bootstrap, process, workdir)
     except BaseException:
@@ -266,6 +270,14 @@ def _start_once(workdir: Path) -> KafkaBroker:
         stop_process(process, timeout=5)
         raise KafkaBrokerError(f"{bootstrap} reports cluster {reported}, expected {cluster_id}: a foreign broker?")
     return KafkaBroker(bootstrap, cluster_id, process, workdir, format_seconds, time.monotonic() - started)
+
+
+def restart(broker: KafkaBroker, down_s: float = 0.0) -> KafkaBroker:
+    """Stop `broker` cleanly, wait `down_s` seconds, and start it again on its folder and ports: topics, records
+    and committed offsets are kept, as on a real broker's restart."""
+    stop_process(broker.process)
+    time.sleep(down_s)
+    return _launch(broker.workdir, broker.bootstrap, broker.cluster_id, 0.0)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from tests.integration.streaming_support import (
     publish_raw,
     topic_record_count,
 )
+from tests.kafka_broker import kafka_broker_process, restart, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +148,44 @@ async def test_a_worker_killed_mid_stream_loses_no_event(kafka_broker: str, tmp_
     assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
     assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
     assert status == 200 and len(body["partitions"][namespace.topic("custom_processing", "input")]) == 4
+
+
+async def test_a_broker_restart_mid_stream_loses_no_event(tmp_path: Path) -> None:
+    """The broker (a broker of its own, here the only one) restarts while a worker consumes: every event still
+    gets its result, a repeated one with the same run id, and the worker rides it out in the same process."""
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events = numbered_events(4000)
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with kafka_broker_process(tmp_path / "kafka") as first:
+        broker = first
+        namespace = Namespace.fresh(first.bootstrap)
+        worker = WorkerProcess(namespace, folder, tmp_path / "worker.log", IA_BATCH_MAX_RECORDS="20")
+        output = namespace.topic("custom_processing", "output")
+        try:
+            await worker.wait_consuming()
+            published = await asyncio.to_thread(publish, namespace, "custom_processing", events_file, folder)
+            assert published.returncode == 0
+            while len(await collect(first.bootstrap, output, 300, timeout_s=5)) < 300:
+                pass
+            done_before = (await topic_record_count(first.bootstrap, [output]))[output]
+            broker = await asyncio.to_thread(restart, first, 2.0)
+            results = await collect(broker.bootstrap, output, len(events), 180, distinct=lambda r: r["input"]["seq"])
+            status, _ = await asyncio.to_thread(worker.health)
+        finally:
+            worker.stop()
+            stop_process(broker.process)
+    assert done_before < len(events), "the worker was done before the broker stopped"
+    runs: dict[int, set[str]] = defaultdict(set)
+    for record in results:
+        runs[record["input"]["seq"]].add(record["run_id"])
+    missing = sorted(set(range(len(events))) - set(runs))
+    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
+    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
+    log = (tmp_path / "worker.log").read_text()
+    assert status == 200, f"the worker did not ride out the restart:\n{log[-3000:]}"
+    # a few retries a second while the broker is away, not a loop that spins a core and floods the log
+    assert log.count("Unable to update metadata") < 500, f"{log.count('Unable to update metadata')} metadata errors"
 
 
 async def test_join_state_survives_the_death_of_its_worker(kafka_broker: str, tmp_path: Path) -> None:
