@@ -16,7 +16,7 @@ import orjson
 
 from ia_modules.pipeline.kernel import RunState, StepFailure
 
-from .emission import Emission
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .envelope import Envelope, run_id_for
 from .records import InputRecord
 
@@ -32,11 +32,16 @@ class DeadLetters:
     pipeline: str
     topic: str
     cluster_id: str
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES
     written: list[dict[str, Any]] = field(default_factory=list)
 
     def take(self) -> list[dict[str, Any]]:
         written, self.written = self.written, []
         return written
+
+    def forget(self, run_id: str) -> None:
+        """Drop the letters written for ``run_id`` since the last ``take`` (the run is ended another way)."""
+        self.written = [letter for letter in self.written if letter["run_id"] != run_id]
 
     def step_failed(self, run: RunState, resume: Envelope, failure: StepFailure, partition: int) -> Emission:
         """A step failed for good; ``resume`` is the run just before it, to replay from."""
@@ -108,6 +113,10 @@ class DeadLetters:
         }
 
     def _emit(self, letter: dict[str, Any], key: str, partition: int) -> Emission:
-        self.written.append(letter)
         value = orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS)
+        if len(value) > self.max_bytes:  # what is bulky goes; what went wrong, and where, stays
+            bulky = [name for name in ("envelope", "input", "raw") if letter.get(name) is not None]
+            letter = {**letter, **dict.fromkeys(bulky), "omitted": {"fields": bulky, "bytes": len(value)}}
+            value = orjson.dumps(letter, option=orjson.OPT_NON_STR_KEYS)
+        self.written.append(letter)
         return Emission(self.topic, partition, key.encode(), value, (("ia-run-id", str(letter["run_id"]).encode()),))

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .emission import DEFAULT_MAX_RECORD_BYTES
+
 
 class Settings(BaseSettings):
     """The service's settings; unset broker and database mean the embedded ones."""
@@ -28,6 +30,11 @@ class Settings(BaseSettings):
         None, ge=1000, description="consumer group session timeout; unset: 10000, or 2000 on the embedded broker"
     )
     batch_max_records: int = Field(2000, ge=1, description="records a worker takes from the broker at once")
+    max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES,
+        ge=10_000,
+        description="the largest record a worker produces; a run that would need a larger one fails (RecordTooLarge)",
+    )
     database_timeout_s: float = Field(
         30.0, gt=0, description="a results-sink query or connection taking longer counts as a database outage"
     )

@@ -16,22 +16,23 @@ import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.graph import END, Edge
-from ia_modules.pipeline.kernel import RunState, StepFailure, Token, join_decision, run_step, skip_step
+from ia_modules.pipeline.kernel import StepFailure, Token, join_decision, run_step, skip_step
 from ia_modules.pipeline.services import current_execution_id
 from ia_modules.pipeline.step import Step
 from ia_modules.pipeline.templates import Scope, render_text
 
-from .emission import Emission
-from .envelope import Envelope, EnvelopeError, join_trace, partition_for, run_id_for
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
+from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .events_file import parse_event
 from .join_store import JoinEntry, JoinStore, join_key
 from .letters import DeadLetters
 from .records import InputRecord
 from .sink import FinishedRun
+from .stream_run import StreamRun, run_identity
 from .topology import Topology
 
 #: Errors that end a run without a step failing for good; their dead letter is written when the run ends.
-RUN_LEVEL_ERRORS = frozenset({"EndWithFailure", "ConditionError", "JoinTimeout"})
+RUN_LEVEL_ERRORS = frozenset({"EndWithFailure", "ConditionError", "JoinTimeout", "RecordTooLarge"})
 
 
 def _now_ms() -> int:
@@ -48,14 +49,16 @@ class StageRunner:
         steps: dict[str, Step],
         store: JoinStore,
         cluster_id: str,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self.plan = plan
         self.topology = topology
         self.steps = steps
         self.store = store
         self.cluster_id = cluster_id
+        self.max_record_bytes = max_record_bytes
         self._finished: list[FinishedRun] = []
-        self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id)
+        self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id, max_record_bytes)
 
     def take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
         """The runs finished and the dead letters written since the last call, for the results sink."""
@@ -84,8 +87,10 @@ class StageRunner:
         )
         partition = partition_for(key.encode(), self.topology.partitions)
         if partition != record.partition or record.topic not in self.topology.input_topics:
-            return [self._envelope_to(self.topology.start.topic, envelope, partition)]
-        return await self.execute(envelope, partition)
+            emissions = [self._envelope_to(self.topology.start.topic, envelope, partition)]
+        else:
+            emissions = await self.execute(envelope, partition)
+        return self._within_limit(envelope, partition, emissions)
 
     async def on_envelope(self, record: InputRecord) -> list[Emission]:
         """An envelope on a stage topic: run the stage from the step it resumes at."""
@@ -95,7 +100,36 @@ class StageRunner:
                 raise EnvelopeError(f"resume_at names no step of {self.plan.id}: {envelope.resume_at!r}")
         except EnvelopeError as exc:
             return [self.letters.bad_input(record, f"not an envelope: {exc}")]
-        return await self.execute(envelope, record.partition)
+        return self._within_limit(envelope, record.partition, await self.execute(envelope, record.partition))
+
+    def _within_limit(self, envelope: Envelope, partition: int, emissions: list[Emission]) -> list[Emission]:
+        """``emissions``, or, when one is larger than a record may be, the run ended as failed (RecordTooLarge):
+        the broker would refuse that record, failing every batch it is in, again after every restart."""
+        limit = self.max_record_bytes
+        for emission in emissions:
+            if emission.value is not None and len(emission.value) > limit:
+                return self._too_large(envelope, partition, emission)
+        return emissions
+
+    def _too_large(self, envelope: Envelope, partition: int, emission: Emission) -> list[Emission]:
+        """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
+        trace, the input only if it fits); what it finished or wrote on this record is dropped for them."""
+        self._finished = [run for run in self._finished if run.record["run_id"] != envelope.run_id]
+        self.letters.forget(envelope.run_id)
+        topology = self.topology
+        what = {topology.output_topic: "result", topology.dlq_topic: "dead letter"}.get(emission.topic, "envelope")
+        run = StreamRun(self.plan, envelope.run_id, envelope.input)
+        run.error = {
+            "step": None,
+            "type": "RecordTooLarge",
+            "message": f"the run's {what} for {emission.topic} is {len(emission.value or b''):,} bytes, over the "
+            f"{self.max_record_bytes:,} a record may have (IA_MAX_RECORD_BYTES); the run stops here",
+            "attempts": 0,
+            "traceback": None,
+        }
+        if len(envelope.input_bytes()) > self.max_record_bytes // 2:
+            envelope.input_json = b"null"
+        return self.finish(run, envelope, partition, resolve=False)
 
     # -- execution --------------------------------------------------------------------------------------------
 
@@ -181,7 +215,7 @@ class StageRunner:
         if envelope.replay and self.store.get(partition, key) is None:
             self._seed_replayed_join(partition, envelope, node, key)
         fragment = self._fragment(run, node)
-        return self.store.deliver(partition, key, node, tokens, fragment, _now_ms(), _run_identity(envelope))
+        return self.store.deliver(partition, key, node, tokens, fragment, _now_ms(), run_identity(envelope))
 
     def _seed_replayed_join(self, partition: int, envelope: Envelope, node: str, key: str) -> None:
         """A replayed run reaching a join: start from what the last attempt's join had from the paths the
@@ -202,7 +236,7 @@ class StageRunner:
             trace={step: item for step, item in earlier.trace.items() if step not in again},
             error=None,
             created_ms=_now_ms(),
-            run=_run_identity(envelope),
+            run=run_identity(envelope),
         )
         self.store.seed(partition, key, entry)
 
@@ -304,15 +338,16 @@ class StageRunner:
         one): the run id is inside, and a record header costs aiokafka more to write than 2 KB of value."""
         return Emission(topic, partition, envelope.key.encode(), envelope.encode())
 
-    def finish(self, run: StreamRun, envelope: Envelope, partition: int) -> list[Emission]:
+    def finish(self, run: StreamRun, envelope: Envelope, partition: int, resolve: bool = True) -> list[Emission]:
         """The end node: the result record on the output topic, and a dead letter for a run that failed
-        without a step failing for good (that one was written when the step failed)."""
+        without a step failing for good (that one was written when the step failed). ``resolve=False``
+        leaves ``outputs`` null."""
         record = {
             "run_id": run.run_id,
             "pipeline": self.plan.id,
             "pipeline_version": self.plan.version,
             "status": run.status,
-            "outputs": run.final_outputs(),
+            "outputs": run.final_outputs() if resolve else None,
             "error": run.error,
             "trace": orjson.Fragment(run.trace_json()),
             "input": orjson.Fragment(envelope.input_bytes()),
@@ -382,26 +417,3 @@ class StageRunner:
         if record_key:
             return record_key.decode("utf-8", "replace")
         return run_id
-
-
-class StreamRun(RunState):
-    """A run on one stage: ``trace`` holds the entries of this stage, ``earlier_trace`` those of the stages
-    before it, as the envelope brought them (JSON bytes, parsed only where a join or a dead letter needs them)."""
-
-    earlier_trace: bytes = b"[]"
-
-    def full_trace(self) -> list[dict[str, Any]]:
-        """The whole trace as entries (the earlier stages' entries parsed and put in front, once)."""
-        if self.earlier_trace != b"[]":
-            self.trace[:0] = orjson.loads(self.earlier_trace)
-            self.earlier_trace = b"[]"
-        return self.trace
-
-    def trace_json(self) -> bytes:
-        """The whole trace as a JSON array, the earlier stages' bytes not parsed."""
-        return join_trace(self.earlier_trace, self.trace)
-
-
-def _run_identity(envelope: Envelope) -> dict[str, Any]:
-    """What a join keeps of the run so that it can resume it on its own (after a join timeout)."""
-    return {"key": envelope.key, "input": envelope.input, "source": envelope.source, "started_ms": envelope.started_ms}

@@ -30,7 +30,7 @@ from ia_modules.pipeline.services import ServiceRegistry
 
 from .cluster import bootstrap_servers, cluster_id
 from .commit_gate import CommitGate
-from .emission import Emission
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .join_changelog import restore_joins
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
@@ -84,6 +84,7 @@ class WorkerOptions:
     session_timeout_ms: int = 10_000
     batch_max_records: int = 2000
     fetch_max_wait_ms: int = 20
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 @dataclass
@@ -146,7 +147,12 @@ class Worker:
             expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
             store = JoinStore(topology.joins_topic, expected)
             steps = Pipeline(plan).steps_for(self.services)
-            runtime = PipelineRuntime(plan, topology, store, StageRunner(plan, topology, steps, store, self.cluster_id))
+            runtime = PipelineRuntime(
+                plan,
+                topology,
+                store,
+                StageRunner(plan, topology, steps, store, self.cluster_id, options.max_record_bytes),
+            )
             self.runtimes.append(runtime)
             for topic in topology.input_topics:
                 self.routes[topic] = _Route(runtime, topology.start, True)
@@ -158,7 +164,12 @@ class Worker:
             logger.info("created %d topics", len(created))
         servers = bootstrap_servers(self.broker)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=servers, acks="all", linger_ms=2, max_batch_size=512 * 1024, enable_idempotence=False
+            bootstrap_servers=servers,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            max_request_size=max(1024 * 1024, options.max_record_bytes + 64 * 1024),
+            enable_idempotence=False,
         )
         pause_after_failed_metadata_updates(self._producer.client, METADATA_RETRY_BACKOFF_S)
         await self._producer.start()

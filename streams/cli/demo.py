@@ -117,7 +117,8 @@ async def run_streaming(settings: Settings) -> list[Tally]:
     try:
         async with broker_for_worker(settings) as (broker, session_timeout_ms):
             options = WorkerOptions(settings.app_id, settings.topic_prefix, settings.fuse,
-                                    settings.replication_factor, session_timeout_ms)  # fmt: skip
+                                    settings.replication_factor, session_timeout_ms,
+                                    max_record_bytes=settings.max_record_bytes)  # fmt: skip
             worker = Worker(plans, broker, services, options)
             started = time.perf_counter()
             await worker.start()

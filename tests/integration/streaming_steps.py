@@ -38,3 +38,10 @@ class NeedsFlagStep(Step):
         if not flag or not os.path.exists(flag):  # noqa: ASYNC240 - a stat of one small file, in a test step
             raise RuntimeError(f"order {data.get('order')} cannot be checked yet")
         return {"checked": data.get("order")}
+
+
+class SizedStep(Step):
+    """Returns ``size`` characters (from the event): a step that fetched a document of that size."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"blob": "x" * int(data.get("size", 1))}

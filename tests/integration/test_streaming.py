@@ -285,3 +285,42 @@ async def test_poison_inputs_go_to_the_dead_letter_topic_and_the_worker_goes_on(
     assert result["status"] == "failed" and result["error"]["step"] == "doomed"
     assert status == 200, "the worker is still consuming"
     assert orjson.dumps(result)
+
+
+async def test_a_run_larger_than_the_broker_takes_fails_alone_and_the_worker_goes_on(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A step returns 3 MB, more than Kafka's default message.max.bytes: that run fails with RecordTooLarge
+    (a result and a dead letter the broker takes), and the events around it get their results."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "sized.json").write_text(
+        json.dumps(
+            {
+                "steps": [{"id": "fetch", "step_class": "SizedStep", "module": "tests.integration.streaming_steps"}],
+                "flow": {"start_at": "fetch"},
+                "outputs": {"n": "{{ pipeline_input.n }}", "length": "{{ fetch.blob }}"},
+            }
+        )
+    )
+    sizes = [10, 3_000_000, 10, 600_000, 10]
+    namespace = Namespace.fresh(kafka_broker)
+    worker = WorkerProcess(namespace, folder, tmp_path / "worker.log")
+    try:
+        await worker.wait_consuming()
+        events = [orjson.dumps({"n": n, "size": size}) for n, size in enumerate(sizes)]
+        await publish_raw(kafka_broker, namespace.topic("sized", "input"), events)
+        results = await collect(kafka_broker, namespace.topic("sized", "output"), len(sizes))
+        letters = await collect(kafka_broker, namespace.topic("sized", "dlq"), 1)
+        status, _ = worker.health()
+    finally:
+        assert worker.stop() == 0
+    by_n = {result["input"]["n"]: result for result in results}
+    assert sorted(by_n) == list(range(len(sizes))), "every event got its one result"
+    assert [by_n[n]["status"] for n in range(len(sizes))] == ["success", "failed", "success", "success", "success"]
+    assert len(by_n[3]["outputs"]["length"]) == 600_000, "a large record within the limit goes through whole"
+    error = by_n[1]["error"]
+    assert error["type"] == "RecordTooLarge" and "IA_MAX_RECORD_BYTES" in error["message"]
+    [letter] = letters
+    assert letter["kind"] == "run_failed" and letter["run_id"] == by_n[1]["run_id"]
+    assert status == 200, "the worker is still consuming"

@@ -16,7 +16,7 @@ import pytest
 from ia_modules.pipeline.core import Pipeline, Step
 from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.loader import load_plan
-from streams.emission import Emission
+from streams.emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from streams.envelope import Envelope, partition_for
 from streams.join_store import JoinStore
 from streams.records import InputRecord
@@ -30,12 +30,13 @@ SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
 class InMemoryTopics:
     """Routes a runner's emissions back into it in order, like topics would, and keeps what reaches the end."""
 
-    def __init__(self, pipeline: Pipeline, fuse: bool) -> None:
+    def __init__(self, pipeline: Pipeline, fuse: bool, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
         self.plan = pipeline.plan
         self.topology = build_topology(self.plan, fuse=fuse)
         expected = {node: len(self.plan.graph.incoming[node]) for node in self.topology.joins}
         self.store = JoinStore(self.topology.joins_topic, expected)
-        self.runner = StageRunner(self.plan, self.topology, pipeline.steps_for(None), self.store, "cluster-a")
+        steps = pipeline.steps_for(None)
+        self.runner = StageRunner(self.plan, self.topology, steps, self.store, "cluster-a", max_record_bytes)
         self.carried: dict[str, int] = {}
         self.outputs: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []

@@ -1,0 +1,104 @@
+"""Runs whose records would be larger than the broker takes (``IA_MAX_RECORD_BYTES``): the run fails with
+RecordTooLarge, and its result and dead letter are small enough to produce; nothing else is lost."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from ia_modules.pipeline.core import Pipeline, Step
+from tests.unit.test_stage_runner import InMemoryTopics
+
+LIMIT = 20_000
+
+
+class Blob(Step):
+    """Returns ``size`` characters (from the event), as a step that fetched a large document would."""
+
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"blob": "x" * int(data.get("size", 1)), "n": data.get("n")}
+
+
+class Boom(Step):
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError(f"cannot take event {data.get('n')}")
+
+
+def two_stages(second: str = "Blob") -> Pipeline:
+    """make -> check (conditional, so a stage boundary: the run's envelope travels between them) -> ``second``."""
+    step = {"module": __name__}
+    return Pipeline.from_dict(
+        {
+            "steps": [
+                {"id": "make", "step_class": "Blob", **step},
+                {"id": "check", "step_class": second, **step},
+            ],
+            "flow": {
+                "start_at": "make",
+                "paths": [{"from": "make", "to": "check", "condition": {
+                    "type": "expression", "config": {"source": "result.n", "operator": "exists"}}}],
+            },
+            "outputs": {"n": "{{ pipeline_input.n }}", "blob": "{{ check.blob }}"},
+        }
+    )  # fmt: skip
+
+
+def events(*sizes: int) -> list[bytes]:
+    return [orjson.dumps({"n": n, "size": size}) for n, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+async def test_a_run_too_large_to_forward_or_to_report_fails_with_a_small_result_and_letter(fuse: bool) -> None:
+    topics = InMemoryTopics(two_stages(), fuse, max_record_bytes=LIMIT)
+    await topics.run(events(10, 3 * LIMIT, 10))
+    assert [r["source"]["offset"] for r in topics.outputs] == [0, 1, 2], "one result per event, the others intact"
+    ok, big, after = topics.outputs
+    assert ok["status"] == after["status"] == "success" and ok["outputs"] == {"n": 0, "blob": "x" * 10}
+    assert big["status"] == "failed" and big["outputs"] is None and big["input"] == {"n": 1, "size": 3 * LIMIT}
+    assert big["error"]["type"] == "RecordTooLarge"
+    assert "IA_MAX_RECORD_BYTES" in big["error"]["message"] and f"{LIMIT:,}" in big["error"]["message"]
+    [letter] = topics.dead_letters
+    assert letter["kind"] == "run_failed" and letter["run_id"] == big["run_id"]
+    assert letter["error"]["type"] == "RecordTooLarge"
+    assert max(len(orjson.dumps(r)) for r in [*topics.outputs, letter]) <= LIMIT
+    finished, written = topics.runner.take_finished()
+    assert [run.record["status"] for run in finished] == ["success", "failed", "success"]
+    assert [w["run_id"] for w in written] == [big["run_id"]]
+
+
+async def test_a_too_large_result_names_the_output_topic() -> None:
+    big_output = Pipeline.from_dict(
+        {
+            "steps": [{"id": "make", "step_class": "Blob", "module": __name__}],
+            "flow": {"start_at": "make", "paths": []},
+        }
+    )
+    topics = InMemoryTopics(big_output, fuse=True, max_record_bytes=LIMIT)
+    await topics.run(events(LIMIT + 1))  # one stage: the run's only record is its result
+    [result] = topics.outputs
+    assert result["status"] == "failed" and "result for ia." in result["error"]["message"]
+
+
+async def test_a_dead_letter_too_large_keeps_what_went_wrong_and_drops_the_bulk() -> None:
+    topics = InMemoryTopics(two_stages(second="Boom"), fuse=True, max_record_bytes=LIMIT)
+    await topics.run(events(LIMIT))  # fits as an envelope, not twice over (input and envelope) in a letter
+    [result] = topics.outputs
+    assert result["status"] == "failed" and result["error"]["type"] == "ValueError"
+    [letter] = topics.dead_letters
+    assert letter["kind"] == "step_failed" and letter["error"]["message"] == "cannot take event 0"
+    assert letter["envelope"] is None and letter["input"] is None
+    assert letter["omitted"]["fields"] == ["envelope", "input"]
+    assert letter["omitted"]["bytes"] > LIMIT >= len(orjson.dumps(letter))
+
+
+async def test_a_bad_input_too_large_for_its_letter_keeps_the_reason_not_the_bytes() -> None:
+    topics = InMemoryTopics(two_stages(), fuse=True, max_record_bytes=LIMIT)
+    small, large = b"not json", b"not json " * (LIMIT // 8)
+    await topics.run([small, large])
+    first, second = topics.dead_letters
+    assert base64.b64decode(first["raw"]) == small and "omitted" not in first
+    assert second["raw"] is None and second["omitted"]["fields"] == ["raw"]
+    assert second["error"]["message"].startswith("invalid JSON: ")
