@@ -25,6 +25,7 @@ def health_body(worker: Worker) -> tuple[int, dict[str, Any]]:
         "partitions": partitions,
         "consumed": worker.stats.consumed,
         "produced": worker.stats.produced,
+        "database": worker.gate.database_state if worker.gate is not None else "none",
     }
     return (200 if worker.consuming else 503), body
 

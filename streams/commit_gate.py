@@ -48,6 +48,14 @@ class CommitGate:
         """Offsets are held back because the database is away."""
         return bool(self._held)
 
+    @property
+    def database_state(self) -> str:
+        """For the health page: ``none`` (no results sink), ``unreachable`` (since the last write failed for
+        want of a connection), or ``ok``."""
+        if self.sink is None:
+            return "none"
+        return "unreachable" if self._delay_s != INITIAL_RETRY_DELAY_S else "ok"
+
     async def complete(
         self, offsets: dict[TopicPartition, int], runs: list[FinishedRun], letters: list[dict[str, Any]]
     ) -> None:

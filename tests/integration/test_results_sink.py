@@ -141,13 +141,16 @@ async def test_a_database_that_stops_answering_is_an_outage_not_a_stall(
             while "the database is unreachable" not in log.read_text():
                 assert time.monotonic() < deadline, f"no outage reported:\n{log.read_text()[-3000:]}"
                 await asyncio.sleep(0.2)
-            status, _ = await asyncio.to_thread(worker.health)
+            status, body = await asyncio.to_thread(worker.health)
             assert status == 200, f"the worker is no longer serving:\n{log.read_text()[-3000:]}"
+            assert body["database"] == "unreachable", "the health page tells why nothing moves"
             proxy.thaw()
             deadline = time.monotonic() + 90
             while len(rows := await rows_of(postgres_url, "custom_processing")) < len(events):
                 assert time.monotonic() < deadline, f"{len(rows)} of {len(events)} rows after the database answered"
                 await asyncio.sleep(0.5)
+            _, body = await asyncio.to_thread(worker.health)
+            assert body["database"] == "ok"
         finally:
             await asyncio.to_thread(worker.stop)
     assert len(rows) == len({row["run_id"] for row in rows})
