@@ -19,7 +19,7 @@ import orjson
 
 from ia_modules.pipeline.kernel import Token, join_decision
 
-from .emission import Emission
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 
 
 @dataclass
@@ -77,6 +77,16 @@ class JoinEntry:
         )
 
 
+class JoinStateTooLarge(Exception):
+    """A join's state would be a changelog record larger than a record may be; the join is closed (a token
+    that arrives for it later is ignored) and the run must end here."""
+
+    def __init__(self, topic: str, size: int) -> None:
+        super().__init__(f"join state of {size:,} bytes for {topic}")
+        self.topic = topic
+        self.size = size
+
+
 def join_key(run_id: str, replay: int, node: str) -> str:
     """The changelog key of a join: a replayed run (``replay`` > 0) joins afresh."""
     return f"{run_id}|{replay}|{node}"
@@ -88,6 +98,7 @@ class JoinStore:
 
     topic: str
     expected: dict[str, int]
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES
     partitions: dict[int, dict[str, JoinEntry]] = field(default_factory=dict)
     _partial_writes: list[Emission] = field(default_factory=list)
     _fired_writes: list[Emission] = field(default_factory=list)
@@ -103,7 +114,8 @@ class JoinStore:
         run: dict[str, Any],
     ) -> JoinEntry | None:
         """Record ``tokens`` (by path); the entry once every path has delivered (once only: a token that
-        arrives again after the join fired, as after a crash, is ignored)."""
+        arrives again after the join fired, as after a crash, is ignored). JoinStateTooLarge when the state
+        kept meanwhile would be too large to write."""
         entries = self.partitions.setdefault(partition, {})
         entry = entries.get(key)
         if entry is None:
@@ -113,7 +125,11 @@ class JoinStore:
         entry.tokens.update(tokens)
         entry.merge(*fragment)
         if len(entry.tokens) < self.expected[node]:
-            self._partial_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+            encoded = entry.encode()
+            if len(encoded) > self.max_bytes:
+                self.fire(partition, key, JoinEntry({}, {}, {}, None, entry.created_ms))
+                raise JoinStateTooLarge(self.topic, len(encoded))
+            self._partial_writes.append(Emission(self.topic, partition, key.encode(), encoded))
             return None
         return self.fire(partition, key, entry)
 

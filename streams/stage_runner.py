@@ -24,7 +24,7 @@ from ia_modules.pipeline.templates import Scope, render_text
 from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .events_file import parse_event
-from .join_store import JoinEntry, JoinStore, join_key
+from .join_store import JoinEntry, JoinStateTooLarge, JoinStore, join_key
 from .letters import DeadLetters
 from .records import InputRecord
 from .sink import FinishedRun
@@ -108,21 +108,22 @@ class StageRunner:
         limit = self.max_record_bytes
         for emission in emissions:
             if emission.value is not None and len(emission.value) > limit:
-                return self._too_large(envelope, partition, emission)
+                return self._too_large(envelope, partition, emission.topic, len(emission.value))
         return emissions
 
-    def _too_large(self, envelope: Envelope, partition: int, emission: Emission) -> list[Emission]:
+    def _too_large(self, envelope: Envelope, partition: int, topic: str, size: int) -> list[Emission]:
         """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
         trace, the input only if it fits); what it finished or wrote on this record is dropped for them."""
         self._finished = [run for run in self._finished if run.record["run_id"] != envelope.run_id]
         self.letters.forget(envelope.run_id)
         topology = self.topology
-        what = {topology.output_topic: "result", topology.dlq_topic: "dead letter"}.get(emission.topic, "envelope")
+        kinds = {topology.output_topic: "result", topology.dlq_topic: "dead letter", topology.joins_topic: "join state"}
+        what = kinds.get(topic, "envelope")
         run = StreamRun(self.plan, envelope.run_id, envelope.input)
         run.error = {
             "step": None,
             "type": "RecordTooLarge",
-            "message": f"the run's {what} for {emission.topic} is {len(emission.value or b''):,} bytes, over the "
+            "message": f"the run's {what} for {topic} is {size:,} bytes, over the "
             f"{self.max_record_bytes:,} a record may have (IA_MAX_RECORD_BYTES); the run stops here",
             "attempts": 0,
             "traceback": None,
@@ -198,6 +199,8 @@ class StageRunner:
                     entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
                     if entry is not None:
                         go_on(node, self._take_join(run, node, entry))
+        except JoinStateTooLarge as exc:
+            return self._too_large(envelope, partition, exc.topic, exc.size)
         finally:
             current_execution_id.reset(reset)
         for target in forwards:

@@ -145,7 +145,7 @@ class Worker:
         for plan in self.plans:
             topology = build_topology(plan, options.topic_prefix, options.app_id, options.fuse)
             expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
-            store = JoinStore(topology.joins_topic, expected)
+            store = JoinStore(topology.joins_topic, expected, options.max_record_bytes)
             steps = Pipeline(plan).steps_for(self.services)
             runtime = PipelineRuntime(
                 plan,

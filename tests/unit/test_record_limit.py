@@ -102,3 +102,41 @@ async def test_a_bad_input_too_large_for_its_letter_keeps_the_reason_not_the_byt
     assert base64.b64decode(first["raw"]) == small and "omitted" not in first
     assert second["raw"] is None and second["omitted"]["fields"] == ["raw"]
     assert second["error"]["message"].startswith("invalid JSON: ")
+
+
+class Tiny(Step):
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {f"{self.name}_done": True}
+
+
+async def test_a_join_whose_state_would_be_too_large_ends_the_run_once() -> None:
+    """Three branches of 60 % of the limit each: the join's state after two of them is too large to keep. The
+    run ends there (one result, one letter); the third branch's token finds the join closed."""
+    step = {"module": __name__}
+    pipeline = Pipeline.from_dict(
+        {
+            "steps": [
+                {"id": "a", "step_class": "Tiny", **step},
+                *({"id": branch, "step_class": "Blob", **step} for branch in "bcd"),
+                {"id": "j", "step_class": "Tiny", **step},
+            ],
+            "flow": {
+                "start_at": "a",
+                "paths": [
+                    *({"from": "a", "to": branch} for branch in "bcd"),
+                    *({"from": branch, "to": "j"} for branch in "bcd"),
+                ],
+            },
+            "outputs": {"b": "{{ b.n }}", "c": "{{ c.n }}", "d": "{{ d.n }}"},
+            "stream": {"join_timeout_s": 60},
+        }
+    )
+    topics = InMemoryTopics(pipeline, fuse=True, max_record_bytes=LIMIT)
+    await topics.run(events(int(LIMIT * 0.6), 10))
+    assert [r["source"]["offset"] for r in topics.outputs] == [0, 1]
+    big, small = topics.outputs
+    assert big["status"] == "failed" and big["error"]["type"] == "RecordTooLarge"
+    assert "join state" in big["error"]["message"]
+    assert small["status"] == "success" and small["outputs"] == {"b": 1, "c": 1, "d": 1}
+    assert [letter["run_id"] for letter in topics.dead_letters] == [big["run_id"]]
+    assert list(topics.store.waiting_since(2**62)) == [], "no join is left waiting (no timeout, no second result)"

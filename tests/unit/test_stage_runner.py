@@ -34,7 +34,7 @@ class InMemoryTopics:
         self.plan = pipeline.plan
         self.topology = build_topology(self.plan, fuse=fuse)
         expected = {node: len(self.plan.graph.incoming[node]) for node in self.topology.joins}
-        self.store = JoinStore(self.topology.joins_topic, expected)
+        self.store = JoinStore(self.topology.joins_topic, expected, max_record_bytes)
         steps = pipeline.steps_for(None)
         self.runner = StageRunner(self.plan, self.topology, steps, self.store, "cluster-a", max_record_bytes)
         self.carried: dict[str, int] = {}
