@@ -81,10 +81,11 @@ class JoinStateTooLarge(Exception):
     """A join's state would be a changelog record larger than a record may be; the join is closed (a token
     that arrives for it later is ignored) and the run must end here."""
 
-    def __init__(self, topic: str, size: int) -> None:
+    def __init__(self, topic: str, size: int, node: str) -> None:
         super().__init__(f"join state of {size:,} bytes for {topic}")
         self.topic = topic
         self.size = size
+        self.node = node
 
 
 def join_key(run_id: str, replay: int, node: str) -> str:
@@ -127,8 +128,8 @@ class JoinStore:
         if len(entry.tokens) < self.expected[node]:
             encoded = entry.encode()
             if len(encoded) > self.max_bytes:
-                self.fire(partition, key, JoinEntry({}, {}, {}, None, entry.created_ms))
-                raise JoinStateTooLarge(self.topic, len(encoded))
+                self.close(partition, key, now_ms)
+                raise JoinStateTooLarge(self.topic, len(encoded), node)
             self._partial_writes.append(Emission(self.topic, partition, key.encode(), encoded))
             return None
         return self.fire(partition, key, entry)
@@ -142,6 +143,13 @@ class JoinStore:
         self.partitions.setdefault(partition, {})[key] = kept
         self._fired_writes.append(Emission(self.topic, partition, key.encode(), kept.encode()))
         return entry
+
+    def close(self, partition: int, key: str, now_ms: int) -> None:
+        """Mark a join fired without firing it, as its run has ended another way: tokens that arrive for it
+        later are ignored, so the run gets no second result."""
+        entry = self.partitions.get(partition, {}).get(key)
+        if entry is None or not entry.fired:
+            self.fire(partition, key, JoinEntry({}, {}, {}, None, entry.created_ms if entry else now_ms))
 
     def take_partial_writes(self) -> list[Emission]:
         writes, self._partial_writes = self._partial_writes, []

@@ -140,3 +140,33 @@ async def test_a_join_whose_state_would_be_too_large_ends_the_run_once() -> None
     assert small["status"] == "success" and small["outputs"] == {"b": 1, "c": 1, "d": 1}
     assert [letter["run_id"] for letter in topics.dead_letters] == [big["run_id"]]
     assert list(topics.store.waiting_since(2**62)) == [], "no join is left waiting (no timeout, no second result)"
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+async def test_a_branch_too_large_to_go_on_closes_the_join_its_sibling_goes_to(fuse: bool) -> None:
+    """a fans out to b -> b2 and to c; both branches meet at j. b's output is too large to carry on (unfused: in
+    the envelope to b2's stage; fused: in the join's state): the run ends there, once, and c's token, before or
+    after, leaves nothing waiting at j to time out into a second result."""
+    step = {"module": __name__}
+    pipeline = Pipeline.from_dict(
+        {
+            "steps": [
+                {"id": "a", "step_class": "Tiny", **step},
+                {"id": "b", "step_class": "Blob", **step},
+                {"id": "b2", "step_class": "Tiny", **step},
+                {"id": "c", "step_class": "Tiny", **step},
+                {"id": "j", "step_class": "Tiny", **step},
+            ],
+            "flow": {
+                "start_at": "a",
+                "paths": [{"from": "a", "to": "b"}, {"from": "b", "to": "b2"}, {"from": "a", "to": "c"},
+                          {"from": "b2", "to": "j"}, {"from": "c", "to": "j"}],
+            },
+            "outputs": {"b": "{{ b.blob }}", "c": "{{ c.c_done }}"},
+        }
+    )  # fmt: skip
+    topics = InMemoryTopics(pipeline, fuse, max_record_bytes=LIMIT)
+    await topics.run(events(2 * LIMIT, 10))
+    assert [(r["source"]["offset"], r["status"]) for r in topics.outputs] == [(0, "failed"), (1, "success")]
+    assert topics.outputs[0]["error"]["type"] == "RecordTooLarge"
+    assert list(topics.store.waiting_since(2**62)) == [], "no join is left waiting (no timeout, no second result)"
