@@ -184,8 +184,9 @@ async def test_a_broker_restart_mid_stream_loses_no_event(tmp_path: Path) -> Non
     assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
     log = (tmp_path / "worker.log").read_text()
     assert status == 200, f"the worker did not ride out the restart:\n{log[-3000:]}"
-    # a few retries a second while the broker is away, not a loop that spins a core and floods the log
-    assert log.count("Unable to update metadata") < 500, f"{log.count('Unable to update metadata')} metadata errors"
+    # a few retries a second while the broker is away, not a loop that spins a core and floods the log, and
+    # each kind of client error shown once, with a count, rather than at every retry
+    assert len(log.splitlines()) < 100, f"{len(log.splitlines())} log lines for one restart:\n{log[-3000:]}"
 
 
 async def test_join_state_survives_the_death_of_its_worker(kafka_broker: str, tmp_path: Path) -> None:

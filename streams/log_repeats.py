@@ -1,0 +1,49 @@
+"""Repeated log lines of the Kafka client, shown once per window with a count instead of each time.
+
+While a broker restarts, aiokafka logs the same few errors (coordinator not available, node not ready, cannot
+connect) every retry, ten times a second each; a log that is all repeats hides what else happened. The first
+line of each kind goes through, the same kind again within the window is counted, and the next one after the
+window says how many were left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+REPEAT_WINDOW_S = 10.0
+
+
+class RepeatedLines(logging.Filter):
+    """Lets one record per (logger, message template) through per ``window_s``, for loggers under ``prefix``."""
+
+    def __init__(self, prefix: str = "aiokafka", window_s: float = REPEAT_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        super().__init__()
+        self.prefix = prefix
+        self.window_s = window_s
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        kind = (record.name, str(record.msg))
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.window_s:
+            self._left_out[kind] = self._left_out.get(kind, 0) + 1
+            return False
+        self._last[kind] = now
+        left_out = self._left_out.pop(kind, 0)
+        if left_out:
+            record.msg = f"{record.msg} (and {left_out} more like it in the {self.window_s:g} s before)"
+        return True
+
+
+def show_repeats_once(handlers: list[logging.Handler], window_s: float = REPEAT_WINDOW_S) -> None:
+    """Install one ``RepeatedLines`` on each of ``handlers`` (the root logger's, once logging is configured)."""
+    for handler in handlers:
+        handler.addFilter(RepeatedLines(window_s=window_s))
