@@ -7,6 +7,7 @@ import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -39,6 +40,16 @@ def pipelines_dir_with(tmp_path: Path, *pipeline_ids: str) -> Path:
         shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.json", folder)
         shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.events.jsonl", folder)
     return folder
+
+
+def assert_every_event_has_its_result(results: list[dict[str, Any]], count: int) -> None:
+    """Events ``seq`` 0 to ``count``-1 each have a result; a repeated one (at least once) has the same run id."""
+    runs: dict[int, set[str]] = defaultdict(set)
+    for record in results:
+        runs[record["input"]["seq"]].add(record["run_id"])
+    missing = sorted(set(range(count)) - set(runs))
+    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
+    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
 
 
 @pytest.mark.parametrize("fuse", ["1", "0"], ids=["fused", "unfused"])
@@ -141,12 +152,7 @@ async def test_a_worker_killed_mid_stream_loses_no_event(kafka_broker: str, tmp_
         status, body = survivor.health()
     finally:
         survivor.stop()
-    runs: dict[int, set[str]] = defaultdict(set)
-    for record in results:
-        runs[record["input"]["seq"]].add(record["run_id"])
-    missing = sorted(set(range(len(events))) - set(runs))
-    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
-    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
+    assert_every_event_has_its_result(results, len(events))
     assert status == 200 and len(body["partitions"][namespace.topic("custom_processing", "input")]) == 4
 
 
@@ -176,12 +182,7 @@ async def test_a_broker_restart_mid_stream_loses_no_event(tmp_path: Path) -> Non
             worker.stop()
             stop_process(broker.process)
     assert done_before < len(events), "the worker was done before the broker stopped"
-    runs: dict[int, set[str]] = defaultdict(set)
-    for record in results:
-        runs[record["input"]["seq"]].add(record["run_id"])
-    missing = sorted(set(range(len(events))) - set(runs))
-    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
-    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
+    assert_every_event_has_its_result(results, len(events))
     log = (tmp_path / "worker.log").read_text()
     assert status == 200, f"the worker did not ride out the restart:\n{log[-3000:]}"
     # a few retries a second while the broker is away, not a loop that spins a core and floods the log, and
