@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.graph import END, Edge
+from ia_modules.pipeline.graph import END, reachable_from
 from ia_modules.pipeline.kernel import StepFailure, Token, join_decision, run_step, skip_step
 from ia_modules.pipeline.services import current_execution_id
 from ia_modules.pipeline.step import Step
@@ -236,9 +236,10 @@ class StageRunner:
                 break
         if earlier is None or not earlier.tokens:
             return
-        again = self._downstream(envelope.replay_from or envelope.resume_at)
-        kept = {e.id: earlier.tokens[e.id] for e in self.plan.graph.incoming[node] if e.id in earlier.tokens}
-        kept = {edge_id: token for edge_id, token in kept.items() if self._edge(edge_id).source not in again}
+        graph = self.plan.graph
+        again = reachable_from(graph, envelope.replay_from or envelope.resume_at)
+        kept = {e.id: earlier.tokens[e.id] for e in graph.incoming[node] if e.id in earlier.tokens}
+        kept = {edge_id: token for edge_id, token in kept.items() if graph.edges[edge_id].source not in again}
         entry = JoinEntry(
             tokens=kept,
             outputs={step: output for step, output in earlier.outputs.items() if step not in again},
@@ -248,20 +249,6 @@ class StageRunner:
             run=run_identity(envelope),
         )
         self.store.seed(partition, key, entry)
-
-    def _edge(self, edge_id: int) -> Edge:
-        return self.plan.graph.edges[edge_id]
-
-    def _downstream(self, step: str) -> set[str]:
-        """``step`` and every step reachable from it."""
-        seen = {step}
-        frontier = [step]
-        while frontier:
-            for edge in self.plan.graph.outgoing.get(frontier.pop(), []):
-                if edge.target != END and edge.target not in seen:
-                    seen.add(edge.target)
-                    frontier.append(edge.target)
-        return seen
 
     @staticmethod
     def _take_join(run: StreamRun, node: str, entry: JoinEntry) -> Token:
