@@ -66,23 +66,13 @@ class SendQueue:
         self._producer = producer
         self._last: asyncio.Task[Sent] | None = None
 
-    def submit(self, emissions: list[Emission]) -> Sending:
-        """Queue ``emissions`` behind what was submitted before (per-partition order is kept)."""
+    def submit(self, emissions: list[Emission]) -> asyncio.Task[Sent]:
+        """Queue ``emissions`` behind what was submitted before (per-partition order is kept); the task is done
+        once they are handed over (its ``Sent`` then waits for the broker)."""
         self._last = asyncio.ensure_future(self._send_after(self._last, emissions))
-        return Sending(self._last)
+        return self._last
 
     async def _send_after(self, previous: asyncio.Task[Sent] | None, emissions: list[Emission]) -> Sent:
         if previous is not None:
             await previous  # a batch that could not be handed over stops the ones behind it too
         return await send(self._producer, emissions)
-
-
-@dataclass
-class Sending:
-    """Emissions submitted to a ``SendQueue``."""
-
-    handing_over: asyncio.Task[Sent]
-
-    async def acknowledged(self) -> int:
-        """Wait until the broker acknowledged every emission; raises if any send failed."""
-        return await (await self.handing_over).acknowledged()

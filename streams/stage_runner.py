@@ -59,7 +59,7 @@ class StageRunner:
         self.max_record_bytes = max_record_bytes
         self._finished: list[FinishedRun] = []
         self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id, max_record_bytes)
-        self._stage_starts = {stage.topic: stage.steps[0] for stage in topology.stages.values()}
+        self._joins_ahead_of = {stage.topic: topology.joins_ahead[stage.steps[0]] for stage in topology.stages.values()}
 
     def take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
         """The runs finished and the dead letters written since the last call, for the results sink."""
@@ -109,19 +109,21 @@ class StageRunner:
         limit = self.max_record_bytes
         for emission in emissions:
             if emission.value is not None and len(emission.value) > limit:
-                at = self._stage_starts.get(emission.topic)
-                return self._too_large(envelope, partition, emission.topic, len(emission.value), at)
+                ahead = self._joins_ahead_of.get(emission.topic, frozenset())
+                return self._too_large(envelope, partition, emission.topic, len(emission.value), ahead)
         return emissions
 
-    def _too_large(self, envelope: Envelope, partition: int, topic: str, size: int, at: str | None) -> list[Emission]:
+    def _too_large(
+        self, envelope: Envelope, partition: int, topic: str, size: int, ahead: frozenset[str]
+    ) -> list[Emission]:
         """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
         trace, the input only if it fits); what it finished or wrote on this record is dropped for them. The
-        joins it could still reach from ``at`` are closed: a branch that went ahead earlier and arrives at one
+        joins it could still reach (``ahead``) are closed: a branch that went ahead earlier and arrives at one
         of them is ignored, rather than leaving it to time out into a second result."""
         self._finished = [run for run in self._finished if run.record["run_id"] != envelope.run_id]
         self.letters.forget(envelope.run_id)
         topology = self.topology
-        for node in topology.joins_ahead.get(at, ()) if at is not None else ():
+        for node in ahead:
             self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), _now_ms())
         kinds = {topology.output_topic: "result", topology.dlq_topic: "dead letter", topology.joins_topic: "join state"}
         what = kinds.get(topic, "envelope")
@@ -206,7 +208,8 @@ class StageRunner:
                     if entry is not None:
                         go_on(node, self._take_join(run, node, entry))
         except JoinStateTooLarge as exc:
-            return self._too_large(envelope, partition, exc.topic, exc.size, exc.node)
+            ahead = topology.joins_ahead.get(exc.node, frozenset())
+            return self._too_large(envelope, partition, exc.topic, exc.size, ahead)
         finally:
             current_execution_id.reset(reset)
         for target in forwards:

@@ -35,7 +35,7 @@ from .join_changelog import restore_joins
 from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .metadata_backoff import pause_after_failed_metadata_updates
-from .producer import Sending, SendQueue, produce
+from .producer import SendQueue, Sent, produce
 from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
 from .stage_runner import StageRunner
@@ -286,7 +286,7 @@ class Worker:
     async def _complete(
         self,
         before: asyncio.Task[None] | None,
-        sent: Sending,
+        sent: asyncio.Task[Sent],
         fired: list[Emission],
         offsets: dict[TopicPartition, int],
         runs: list[FinishedRun],
@@ -299,7 +299,7 @@ class Worker:
         assert self._producer is not None and self.gate is not None
         if before is not None:
             await before  # what completing it raised is raised here too: no later offset is committed
-        self.stats.produced += await sent.acknowledged()
+        self.stats.produced += await (await sent).acknowledged()
         if fired:
             self.stats.produced += await produce(self._producer, fired)
         await self.gate.complete(offsets, runs, letters)
