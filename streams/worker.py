@@ -207,8 +207,9 @@ class Worker:
                     break
                 batch = fetch.result()
                 if self.stats.consuming_since is None and self._consumer.assignment():
-                    self.stats.consuming_since = time.time()
-                    self.ready.set()
+                    async with self._lock:  # the join state of the partitions assigned is restored first
+                        self.stats.consuming_since = time.time()
+                        self.ready.set()
                 if batch:
                     async with self._lock:
                         await self._process(batch)
