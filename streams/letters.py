@@ -18,7 +18,7 @@ from ia_modules.pipeline.kernel import RunState, StepFailure
 
 from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .envelope import Envelope, run_id_for
-from .records import InputRecord
+from .records import ConsumedRecord, record_source
 
 
 def _now_ms() -> int:
@@ -85,16 +85,16 @@ class DeadLetters:
             partition,
         )
 
-    def bad_input(self, record: InputRecord, reason: str) -> Emission:
+    def bad_input(self, record: ConsumedRecord, reason: str) -> Emission:
         letter = self._about_record(record, "bad_input", "BadInput", reason)
         return self._emit(letter, letter["key"], record.partition)
 
-    def internal_error(self, record: InputRecord, trace: str) -> Emission:
+    def internal_error(self, record: ConsumedRecord, trace: str) -> Emission:
         letter = self._about_record(record, "internal_error", "InternalError", trace.strip().splitlines()[-1])
         letter["error"]["traceback"] = trace
         return self._emit(letter, letter["key"], record.partition)
 
-    def _about_record(self, record: InputRecord, kind: str, error_type: str, message: str) -> dict[str, Any]:
+    def _about_record(self, record: ConsumedRecord, kind: str, error_type: str, message: str) -> dict[str, Any]:
         run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
         return {
             "kind": kind,
@@ -107,7 +107,7 @@ class DeadLetters:
             "raw": base64.b64encode(record.value or b"").decode(),
             "envelope": None,
             "resume_at": None,
-            "source": record.source,
+            "source": record_source(record),
             "key": record.key.decode("utf-8", "replace") if record.key else run_id,
             "created_ms": _now_ms(),
         }

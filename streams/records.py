@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
+
+
+class ConsumedRecord(Protocol):
+    """What a stage reads of a consumed record: aiokafka's ``ConsumerRecord`` is one, as is ``InputRecord``."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class InputRecord(NamedTuple):
-    """The parts of a consumed record a stage needs (a tuple: one is made per consumed record)."""
+    """A consumed record made by hand (tests, benchmarks, replays), in the fields a stage reads."""
 
     topic: str
     partition: int
     offset: int
-    timestamp_ms: int
+    timestamp: int
     key: bytes | None
     value: bytes | None
 
-    @property
-    def source(self) -> dict[str, Any]:
-        """Where the record came from, as result records and dead letters give it."""
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "timestamp": self.timestamp_ms}
+
+def record_source(record: ConsumedRecord) -> dict[str, Any]:
+    """Where the record came from, as result records and dead letters give it."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+    }

@@ -26,7 +26,7 @@ from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .events_file import parse_event
 from .join_store import JoinEntry, JoinStateTooLarge, JoinStore, join_key
 from .letters import DeadLetters
-from .records import InputRecord
+from .records import ConsumedRecord, record_source
 from .sink import FinishedRun
 from .stream_run import StreamRun, run_identity
 from .topology import Topology
@@ -68,7 +68,7 @@ class StageRunner:
 
     # -- entry points ---------------------------------------------------------------------------------------
 
-    async def on_input(self, record: InputRecord) -> list[Emission]:
+    async def on_input(self, record: ConsumedRecord) -> list[Emission]:
         """A new event: decode it, give it its run id and partition key, and run the start stage (or, when it
         arrived on another partition than its key maps to, forward it to the start stage's own topic first)."""
         run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
@@ -76,6 +76,7 @@ class StageRunner:
         if event is None:
             return [self.letters.bad_input(record, problem or "")]
         key = self._partition_key(event, record.key, run_id)
+        raw = record.value
         envelope = Envelope(
             run_id=run_id,
             pipeline=self.plan.id,
@@ -83,8 +84,9 @@ class StageRunner:
             key=key,
             input=event,
             resume_at=self.plan.graph.start,
-            source=record.source,
-            started_ms=record.timestamp_ms or _now_ms(),
+            source=record_source(record),
+            started_ms=record.timestamp or _now_ms(),
+            input_json=raw if raw is not None and b"\n" not in raw else b"",  # one line: the envelope's input as is
         )
         partition = partition_for(key.encode(), self.topology.partitions)
         if partition != record.partition or record.topic not in self.topology.input_topics:
@@ -93,7 +95,7 @@ class StageRunner:
             emissions = await self.execute(envelope, partition)
         return self._within_limit(envelope, partition, emissions)
 
-    async def on_envelope(self, record: InputRecord) -> list[Emission]:
+    async def on_envelope(self, record: ConsumedRecord) -> list[Emission]:
         """An envelope on a stage topic: run the stage from the step it resumes at."""
         try:
             envelope = Envelope.decode(record.value, self.plan.id)
@@ -360,7 +362,7 @@ class StageRunner:
             emissions.append(self.letters.run_failed(run, envelope, partition))
         return emissions
 
-    def internal_error_letter(self, record: InputRecord, trace: str) -> Emission:
+    def internal_error_letter(self, record: ConsumedRecord, trace: str) -> Emission:
         """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
         return self.letters.internal_error(record, trace)
 

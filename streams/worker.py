@@ -36,7 +36,6 @@ from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .metadata_backoff import pause_after_failed_metadata_updates
 from .producer import SendQueue, Sent, produce
-from .records import InputRecord
 from .sink import FinishedRun, ResultsSink
 from .stage_runner import StageRunner
 from .topology import Stage, Topology, build_topology
@@ -349,18 +348,15 @@ class Worker:
         return [emission for emitted in results for emission in emitted]
 
     async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes]) -> list[Emission]:
-        consumed = InputRecord(
-            record.topic, record.partition, record.offset, record.timestamp, record.key, record.value
-        )
         runner = route.runtime.runner
         try:
             if route.is_input:
-                return await runner.on_input(consumed)
-            return await runner.on_envelope(consumed)
+                return await runner.on_input(record)
+            return await runner.on_envelope(record)
         except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
             self.stats.internal_errors += 1
             logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
-            return [runner.internal_error_letter(consumed, "".join(traceback.format_exception(exc)))]
+            return [runner.internal_error_letter(record, "".join(traceback.format_exception(exc)))]
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 

@@ -111,6 +111,24 @@ async def test_a_bad_input_becomes_a_dead_letter_with_its_bytes_and_nothing_else
     assert [record["source"]["offset"] for record in topics.outputs] == [2]
 
 
+async def test_an_event_written_over_several_lines_travels_every_hop_as_the_same_object() -> None:
+    """The envelope is three lines, so an event's own bytes go into it only when they are one line; an
+    event pretty-printed over several lines is encoded again. Either way every hop and the result see it."""
+    pipeline = Pipeline(load_plan(ROOT / "pipelines" / "custom_processing.json"))
+    topics = InMemoryTopics(pipeline, fuse=True)
+    event = {"customer_id": "c1", "text": "Arrived late, but the support team sorted it out within the hour."}
+    pretty, spaced = (
+        json.dumps(event, indent=2).encode(),
+        b'  { "customer_id" : "c1",  "text": ' + json.dumps(event["text"]).encode() + b" }  ",
+    )
+    assert b"\n" in pretty and b"\n" not in spaced
+    await topics.run([pretty, spaced])
+    expected = await pipeline.run(event)
+    assert topics.carried[topics.topology.stages["output_formatter"].topic] == 2, "both went through three hops"
+    for record in topics.outputs:
+        assert (record["status"], record["outputs"], record["input"]) == (expected.status, expected.outputs, event)
+
+
 async def test_a_step_that_fails_for_good_writes_a_dead_letter_that_resumes_at_it() -> None:
     pipeline = Pipeline(load_plan(ROOT / "pipelines" / "resilient_ingest.json"))
     topics = InMemoryTopics(pipeline, fuse=True)
