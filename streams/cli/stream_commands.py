@@ -21,6 +21,7 @@ from ..events_file import read_events
 from ..log_repeats import show_repeats_once
 from ..publishing import event_emission
 from ..reading import read_records
+from ..retried_errors import RetriedErrorsAsWarnings
 from ..serve import NoBrokerError, broker_for_clients, serve
 from ..settings import Settings
 from ..topology import Topology, build_topology
@@ -40,6 +41,8 @@ def worker(
     With IA_BROKER unset it starts the embedded broker (and stops it on exit)."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RetriedErrorsAsWarnings())  # first: a repeat is then counted at its new level
     show_repeats_once(logging.getLogger().handlers)
     for noisy in ("aiokafka", "faust", "mode"):  # their INFO lines narrate every start; ours say what matters
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
