@@ -23,7 +23,7 @@ class ConsumedRecord(Protocol):
 
 
 class InputRecord(NamedTuple):
-    """A consumed record made by hand (tests, benchmarks, replays), in the fields a stage reads."""
+    """A consumed record made by hand (tests, benchmarks), in the fields a stage reads."""
 
     topic: str
     partition: int
