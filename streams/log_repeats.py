@@ -41,9 +41,3 @@ class RepeatedLines(logging.Filter):
         if left_out:
             record.msg = f"{record.msg} (and {left_out} more like it in the {self.window_s:g} s before)"
         return True
-
-
-def show_repeats_once(handlers: list[logging.Handler], window_s: float = REPEAT_WINDOW_S) -> None:
-    """Install one ``RepeatedLines`` on each of ``handlers`` (the root logger's, once logging is configured)."""
-    for handler in handlers:
-        handler.addFilter(RepeatedLines(window_s=window_s))

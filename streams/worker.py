@@ -187,7 +187,7 @@ class Worker:
             fetch_max_wait_ms=options.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             check_crcs=False,  # librdkafka's default too: the broker checked them on produce. Checking costs
-            # ~2.5 % of the worker's CPU, and a failed check would stop the worker at that record for good;
+            # ~3 % of the worker's CPU, and a failed check would stop the worker at that record for good;
             # damage that breaks the JSON sends the record to the dead-letter queue with its bytes instead
         )
         pause_after_failed_metadata_updates(self._consumer._client, METADATA_RETRY_BACKOFF_S)

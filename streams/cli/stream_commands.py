@@ -18,7 +18,7 @@ from ia_modules.pipeline.errors import PipelineConfigError
 from ..cluster import bootstrap_servers
 from ..emission import Emission
 from ..events_file import read_events
-from ..log_repeats import show_repeats_once
+from ..log_repeats import RepeatedLines
 from ..publishing import event_emission
 from ..reading import read_records
 from ..retried_errors import RetriedErrorsAsWarnings
@@ -41,9 +41,9 @@ def worker(
     With IA_BROKER unset it starts the embedded broker (and stops it on exit)."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RetriedErrorsAsWarnings())  # first: a repeat is then counted at its new level
-    show_repeats_once(logging.getLogger().handlers)
+    for handler in logging.getLogger().handlers:  # the Kafka client's retried errors as warnings, repeats once
+        handler.addFilter(RetriedErrorsAsWarnings())
+        handler.addFilter(RepeatedLines())
     for noisy in ("aiokafka", "faust", "mode"):  # their INFO lines narrate every start; ours say what matters
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     started = time.monotonic()
