@@ -8,7 +8,6 @@ the result record, dead letters) and never raise for bad data: that becomes a de
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -163,52 +162,57 @@ class StageRunner:
         (they travel in the envelope, ``carried``); only a join that must wait for another envelope of the run
         keeps them in the join store."""
         topology = self.topology
-        joins, stage_of = topology.joins, topology.stage_of
+        joins, stage_of, incoming = topology.joins, topology.stage_of, self.plan.graph.incoming
+        plans, instances = self.plan.steps, self.steps
         stage = stage_of.get(start[0][0])
         emissions: list[Emission] = []
         forwards: list[str] = []
         held = {node: dict(tokens) for node, tokens in envelope.carried.items()} if envelope.carried else {}
-        pending: deque[tuple[str, Token]] = deque(start)
-
-        def go_on(target: str, decided: Token) -> None:
-            if target == END:
-                emissions.extend(self.finish(run, envelope, partition))
-            elif decided != "run":
-                pending.append((target, decided))
-            elif stage_of[target] == stage and target not in joins:
-                pending.append((target, "run"))
-            else:
-                forwards.append(target)
-
+        pending = list(start)
         reset = current_execution_id.set(run.run_id)
         try:
             while pending:
-                while pending:
-                    step_id, token = pending.popleft()
+                index = 0
+                while index < len(pending):  # in the order decided: the trace lists steps as they ran
+                    step_id, token = pending[index]
+                    index += 1
                     if token == "run":
                         failures_before = len(run.failures)
-                        sends = await run_step(run, self.plan.steps[step_id], self.steps[step_id])
+                        sends = await run_step(run, plans[step_id], instances[step_id])
                         if len(run.failures) > failures_before:
                             for failure in run.failures[failures_before:]:
                                 emissions.append(self._step_letter(run, envelope, failure, partition, held))
                     else:
                         sends = skip_step(run, step_id, token)
-                    for edge, sent in sends:
+                    for edge, decided in sends:
                         target = edge.target
-                        if target not in joins:
-                            go_on(target, sent)
-                            continue
-                        tokens = held.setdefault(target, {})
-                        tokens[edge.id] = sent
-                        if len(tokens) == len(self.plan.graph.incoming[target]):
+                        if target in joins:
+                            tokens = held.setdefault(target, {})
+                            tokens[edge.id] = decided
+                            if len(tokens) < len(incoming[target]):
+                                continue
                             del held[target]
                             run.tokens[target] = tokens
-                            go_on(target, join_decision(tokens))
+                            decided = join_decision(tokens)
+                        if target == END:
+                            emissions.extend(self.finish(run, envelope, partition))
+                        elif decided != "run" or (stage_of[target] == stage and target not in joins):
+                            pending.append((target, decided))
+                        else:
+                            forwards.append(target)
+                pending = []
                 waiting = [n for n in held if not any(n in topology.joins_ahead[f] for f in forwards)] if held else []
                 for node in waiting:
                     entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
-                    if entry is not None:
-                        go_on(node, self._take_join(run, node, entry))
+                    if entry is None:
+                        continue
+                    decided = self._take_join(run, node, entry)
+                    if node == END:
+                        emissions.extend(self.finish(run, envelope, partition))
+                    elif decided != "run":
+                        pending.append((node, decided))
+                    else:
+                        forwards.append(node)
         except JoinStateTooLarge as exc:
             ahead = topology.joins_ahead.get(exc.node, frozenset())
             return self._too_large(envelope, partition, exc.topic, exc.size, ahead)
