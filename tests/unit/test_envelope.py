@@ -24,6 +24,12 @@ def test_run_id_is_uuid5_of_cluster_topic_partition_offset(
     assert uuid.UUID(run_id_for(cluster, topic, partition, offset)).version == 5
 
 
+def test_run_id_is_uuid5_for_every_offset_of_a_partition() -> None:
+    """The hashed prefix is reused across offsets (and the variant digit takes all four values)."""
+    for offset in range(2_000):
+        assert run_id_for("c", "ia.p.input", 2, offset) == str(uuid.uuid5(RUN_ID_NAMESPACE, f"c:ia.p.input:2:{offset}"))
+
+
 def test_run_ids_differ_by_offset_and_by_cluster() -> None:
     ids = {run_id_for(c, "t", 0, o) for c in ("a", "b") for o in range(100)}
     assert len(ids) == 200
