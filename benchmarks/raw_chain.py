@@ -1,7 +1,7 @@
 """A hand-written raw aiokafka chain: three consume-transform-produce loops in one process, one hop per topic.
 
-    python -m benchmarks.raw_chain --broker HOST:PORT --group G --topics IN,T1,T2,OUT [--work trivial|real]
-                                   [--ready-file PATH]
+    python -m benchmarks.raw_chain --broker HOST:PORT --group G --topics IN,T1,T2,OUT
+                                   [--work trivial|real|specialised] [--ready-file PATH]
 
 Each hop is its own consumer group member (group ``G-hop1``, ...), an asyncio task of this one process, sharing
 one producer: the same shape as the worker, which is also one process with one producer. A hop runs the loop a
@@ -10,7 +10,9 @@ encode, one producer batch per partition (``create_batch``/``send_batch``), wait
 commit. Records keep their key and partition. ``--work trivial`` runs ``benchmarks.bench_steps``'s hops;
 ``--work real`` runs the shipped custom processing pipeline's step objects by hand, as
 ``benchmarks.runner_overhead.hand_written`` does (hop 1 loader + cleaner + checker, hop 2 advanced or standard,
-hop 3 formatter). It runs until SIGTERM or SIGINT. When hop 1 first gets records it writes
+hop 3 formatter). ``--work specialised`` runs ``benchmarks.specialised_hops``: the worker's own work for the
+bench pipeline written by hand (record in, the worker's envelope or result record out, so the chain does no
+decoding or encoding of its own). It runs until SIGTERM or SIGINT. When hop 1 first gets records it writes
 ``{"t0": <time.time()>}`` to ``--ready-file``.
 """
 
@@ -32,11 +34,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.bench_steps import TRIVIAL_HOPS
+from benchmarks.specialised_hops import SpecialisedHops
+from streams.cluster import cluster_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_PROCESSING = ROOT / "pipelines" / "custom_processing.json"
 
 Hop = Callable[[dict[str, Any]], dict[str, Any]] | Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+RecordHop = Callable[[Any], bytes]
+"""A hop that reads the consumed record itself and returns the value to produce."""
 
 
 def write_ready(path: str | None, **info: Any) -> None:
@@ -108,7 +114,16 @@ async def real_hops() -> tuple[Hop, Hop, Hop]:
 class Chain:
     """Three hops, each a consumer group member of its own, sharing a producer."""
 
-    def __init__(self, broker: str, group: str, topics: list[str], hops: tuple[Hop, Hop, Hop], ready_file: str | None):
+    def __init__(
+        self,
+        broker: str,
+        group: str,
+        topics: list[str],
+        hops: tuple[Hop, Hop, Hop] | tuple[RecordHop, RecordHop, RecordHop],
+        ready_file: str | None,
+        on_records: bool = False,
+    ):
+        self.on_records = on_records
         self.broker = broker
         self.group = group
         self.topics = topics
@@ -131,6 +146,7 @@ class Chain:
     async def hop(self, index: int) -> None:
         source, target, transform = self.topics[index], self.topics[index + 1], self.hops[index]
         is_async = inspect.iscoroutinefunction(transform)
+        on_records = self.on_records
         consumer = AIOKafkaConsumer(
             source,
             bootstrap_servers=self.broker,
@@ -158,9 +174,12 @@ class Chain:
                 for tp, records in batch.items():
                     out = producer.create_batch()
                     for record in records:
-                        message = orjson.loads(record.value or b"{}")
-                        result = await transform(message) if is_async else transform(message)  # type: ignore[misc]
-                        value = orjson.dumps(result)
+                        if on_records:
+                            value = transform(record)
+                        else:
+                            message = orjson.loads(record.value or b"{}")
+                            result = await transform(message) if is_async else transform(message)  # type: ignore[misc]
+                            value = orjson.dumps(result)
                         if out.append(key=record.key, value=value, timestamp=None) is None:
                             pending.append(await producer.send_batch(out, target, partition=tp.partition))
                             out = producer.create_batch()
@@ -177,8 +196,14 @@ async def main(arguments: argparse.Namespace) -> None:
     topics = arguments.topics.split(",")
     if len(topics) != 4:
         raise SystemExit("--topics needs four names: input, hop-1 output, hop-2 output, final output")
-    hops = TRIVIAL_HOPS if arguments.work == "trivial" else await real_hops()
-    chain = Chain(arguments.broker, arguments.group, topics, hops, arguments.ready_file)
+    if arguments.work == "specialised":
+        specialised = SpecialisedHops(await cluster_id(arguments.broker))
+        hops: Any = (specialised.start, specialised.branch, specialised.finish)
+    else:
+        hops = TRIVIAL_HOPS if arguments.work == "trivial" else await real_hops()
+    chain = Chain(
+        arguments.broker, arguments.group, topics, hops, arguments.ready_file, arguments.work == "specialised"
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, chain.stopping.set)
@@ -198,6 +223,6 @@ if __name__ == "__main__":
     parser.add_argument("--broker", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--topics", required=True, help="IN,T1,T2,OUT")
-    parser.add_argument("--work", choices=("trivial", "real"), default="trivial")
+    parser.add_argument("--work", choices=("trivial", "real", "specialised"), default="trivial")
     parser.add_argument("--ready-file")
     asyncio.run(main(parser.parse_args()))

@@ -1,7 +1,7 @@
 """Streaming throughput: a raw aiokafka chain, a Faust chain and the worker, in one run on one embedded broker.
 
     python -m benchmarks.streaming_throughput [--events 200000] [--real-events 50000] [--quick] [--rounds 1]
-                                              [--only raw,faust,worker,worker-db,real-raw,real-faust,real-worker]
+                                              [--only raw,faust,worker,worker-db,floor,real-raw,real-faust,real-worker]
                                               [--profile-worker DIR]
 
 One embedded Tansu broker (started here, in a temporary state directory), 4 partitions on every topic. Every
@@ -15,6 +15,9 @@ variant consumes three topics and produces a fourth, as the shipped custom proce
                   ``IA_DATABASE_URL=none``, so that it does what the chains do: topics only
   worker-db    c. the same with the worker's default results sink: ``pipeline_runs`` rows in the embedded
                   PostgreSQL (IA_DATABASE_URL unset), committed before the offsets
+  floor        e. the raw chain doing the worker's own work for the bench pipeline, written by hand for it
+                  (``benchmarks/specialised_hops.py``: the same envelopes, trace and result records, nothing
+                  generic): the most one process that keeps the pipeline semantics could do
   real-raw     d. the raw chain running the shipped pipeline's real steps by hand at each hop
   real-faust   d. the Faust chain running the same real steps at each hop
   real-worker  d. ``ia-modules worker`` on the shipped ``pipelines/custom_processing.json`` (no database)
@@ -82,6 +85,7 @@ VARIANTS: dict[str, str] = {
     "faust": "b. Faust chain (3 agents)",
     "worker": "c. worker, bench pipeline",
     "worker-db": "c. worker + pipeline_runs sink",
+    "floor": "e. raw chain, runner by hand",
     "real-raw": "d. raw chain, real steps",
     "real-faust": "d. Faust chain, real steps",
     "real-worker": "d. worker, custom_processing",
@@ -349,6 +353,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> Launch:
+    """The Faust chain (``faust``), the raw chain (``raw``) or the raw chain doing the worker's work by hand
+    (``floor``); ``real`` runs the shipped pipeline's steps."""
     names = [f"{tag}.{suffix}" for suffix in ("in", "t1", "t2", "out")]
     ready = work / "ready.json"
     if kind == "faust":
@@ -358,11 +364,13 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> La
                          BENCH_FAUST_DATADIR=str(work / "faust-data"),
                          BENCH_FAUST_WORK="real" if real else "trivial")  # fmt: skip
     else:
+        chain_work = "specialised" if kind == "floor" else "real" if real else "trivial"
         command = [sys.executable, "-m", "benchmarks.raw_chain", "--broker", broker, "--group", tag, "--topics",
-                   ",".join(names), "--work", "real" if real else "trivial", "--ready-file", str(ready)]  # fmt: skip
+                   ",".join(names), "--work", chain_work, "--ready-file", str(ready)]  # fmt: skip
         env = _clean_env()
+    seq = (lambda value: (value.get("input") or {}).get("seq")) if kind == "floor" else lambda value: value.get("seq")
     return Launch(command, env, work, names[0], names[3], [TopicSpec(name, PARTITIONS) for name in names],
-                  lambda value: value.get("seq"), ready_file=ready)  # fmt: skip
+                  seq, ready_file=ready)  # fmt: skip
 
 
 def worker_launch(broker: str, tag: str, work: Path, pipeline: Path, profile: Path | None, database: bool) -> Launch:
@@ -509,6 +517,8 @@ def ratios(results: list[Result]) -> dict[str, float]:
     pairs = {
         "worker/faust": ("worker", "faust"),
         "worker/raw": ("worker", "raw"),
+        "floor/raw": ("floor", "raw"),
+        "worker/floor": ("worker", "floor"),
         "faust/raw": ("faust", "raw"),
         "worker-db/worker": ("worker-db", "worker"),
         "real-worker/real-raw": ("real-worker", "real-raw"),
