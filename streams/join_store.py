@@ -198,5 +198,10 @@ class JoinStore:
                     tombstones.append(Emission(self.topic, partition, key.encode(), None))
         return tombstones
 
+    @property
+    def empty(self) -> bool:
+        """No join of any partition is waiting or remembered as fired."""
+        return not any(self.partitions.values())
+
     def waiting(self) -> int:
         return sum(1 for entries in self.partitions.values() for e in entries.values() if not e.fired)

@@ -365,8 +365,9 @@ class Worker:
 
     async def sweep_joins(self) -> None:
         """Fail the runs whose joins waited past ``stream.join_timeout_s``; forget old fired markers.
-        The Faust app calls this on a timer."""
-        if self._producer is None:
+        The Faust app calls this on a timer; with no join state held there is nothing to do, and the batches
+        completing are not waited for (that would leave the worker idle for their acknowledgements)."""
+        if self._producer is None or all(runtime.store.empty for runtime in self.runtimes):
             return
         async with self._lock:
             await self._settle()

@@ -263,6 +263,8 @@ async def test_a_conditional_fan_in_keeps_no_join_state_and_parallel_branches_do
     await parallel.run(events)
     assert parallel.join_writes >= len(events), "branches in different stages meet in the join store"
     assert parallel.store.waiting() == conditional.store.waiting() == 0
+    assert conditional.store.empty, "nothing for the join-timeout sweep to do: it does not stall the worker"
+    assert not parallel.store.empty, "the fired joins' markers are kept until the sweep purges them"
 
 
 class Echo(Step):
