@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.loader import load_plan
+from streams.envelope import Envelope, partition_for
 from streams.topology import build_topology
 from tests.integration.streaming_support import (
     ROOT,
@@ -242,6 +244,69 @@ async def test_join_state_survives_the_death_of_its_worker(kafka_broker: str, tm
     assert result["status"] == "success"
     assert result["outputs"]["fast"] == doomed.process.pid, "the fast branch ran once, on the first worker"
     assert result["outputs"]["slow"] == result["outputs"]["join"] == survivor.process.pid
+
+
+async def test_a_join_that_never_hears_from_a_branch_fails_its_run_on_time(kafka_broker: str, tmp_path: Path) -> None:
+    """One branch of a run reaches the join and the other never comes (as if its envelope were lost): the
+    worker's sweep fails the run after ``stream.join_timeout_s`` with one result and one dead letter, and
+    goes on with the next event."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    stamp = {"step_class": "StampStep", "module": "tests.integration.streaming_steps"}
+    (folder / "waits.json").write_text(
+        json.dumps(
+            {
+                "steps": [{"id": step, **stamp} for step in ("start", "left", "right", "join")],
+                "flow": {
+                    "start_at": "start",
+                    "paths": [
+                        {"from": "start", "to": "left"},
+                        {"from": "start", "to": "right"},
+                        {"from": "left", "to": "join"},
+                        {"from": "right", "to": "join"},
+                    ],
+                },
+                "stream": {"join_timeout_s": 1, "partitions": 2},
+            }
+        )
+    )
+    plan = load_plan(folder / "waits.json")
+    lost = Envelope(
+        run_id="6b1f0c2e-0000-5000-8000-000000000001",
+        pipeline="waits",
+        version=plan.version,
+        key="half-a-run",
+        input={"order": 1},
+        resume_at="left",
+    )
+    namespace = Namespace.fresh(kafka_broker)
+    worker = WorkerProcess(namespace, folder, tmp_path / "worker.log")
+    try:
+        await worker.wait_consuming()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                namespace.topic("waits", "left"),
+                lost.encode(),
+                key=b"half-a-run",
+                partition=partition_for(b"half-a-run", 2),
+            )
+        finally:
+            await producer.stop()
+        [timed_out] = await collect(kafka_broker, namespace.topic("waits", "output"), 1)
+        await publish_raw(kafka_broker, namespace.topic("waits", "input"), [b'{"order": 2}'])
+        results = await collect(kafka_broker, namespace.topic("waits", "output"), 2)
+        [letter] = await collect(kafka_broker, namespace.topic("waits", "dlq"), 1)
+    finally:
+        assert worker.stop() == 0
+    assert timed_out["run_id"] == lost.run_id and timed_out["status"] == "failed"
+    assert timed_out["error"]["type"] == "JoinTimeout"
+    assert timed_out["error"]["message"] == "join 'join' waited over 1s for the paths from 'right'"
+    assert [(e["step"], e["status"]) for e in timed_out["trace"]] == [("left", "ok"), ("join", "skipped")]
+    assert (letter["kind"], letter["run_id"], letter["error"]["type"]) == ("run_failed", lost.run_id, "JoinTimeout")
+    [after] = [result for result in results if result["run_id"] != lost.run_id]
+    assert after["status"] == "success" and after["input"] == {"order": 2}, "the worker went on"
 
 
 async def test_poison_inputs_go_to_the_dead_letter_topic_and_the_worker_goes_on(
