@@ -116,10 +116,9 @@ class SpecialisedHops:
         trace: list[dict[str, Any]] = []
         _run(self.advanced if step_id == ADVANCED else self.standard, data, step_id, outputs, trace)
         _route_always(trace, FORMATTER)
-        tokens = {k: v for k, v in header["carried"][FORMATTER].items()}
+        tokens = dict(header.pop("carried")[FORMATTER])
         tokens[str(FROM_ADVANCED if step_id == ADVANCED else FROM_STANDARD)] = "run"
         header.update(resume_at=FORMATTER, outputs=outputs, join_tokens=tokens)
-        del header["carried"]
         return b"\n".join((orjson.dumps(header), join_trace(trace_json, trace), input_json))
 
     def finish(self, record: ConsumedRecord) -> bytes:

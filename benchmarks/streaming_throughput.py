@@ -352,6 +352,11 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def result_seq(value: dict[str, Any]) -> Any:
+    """The ``seq`` of the event a result record (the worker's shape) is for."""
+    return (value.get("input") or {}).get("seq")
+
+
 def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> Launch:
     """The Faust chain (``faust``), the raw chain (``raw``) or the raw chain doing the worker's work by hand
     (``floor``); ``real`` runs the shipped pipeline's steps."""
@@ -368,7 +373,7 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> La
         command = [sys.executable, "-m", "benchmarks.raw_chain", "--broker", broker, "--group", tag, "--topics",
                    ",".join(names), "--work", chain_work, "--ready-file", str(ready)]  # fmt: skip
         env = _clean_env()
-    seq = (lambda value: (value.get("input") or {}).get("seq")) if kind == "floor" else lambda value: value.get("seq")
+    seq = result_seq if kind == "floor" else lambda value: value.get("seq")
     return Launch(command, env, work, names[0], names[3], [TopicSpec(name, PARTITIONS) for name in names],
                   seq, ready_file=ready)  # fmt: skip
 
@@ -393,7 +398,7 @@ def worker_launch(broker: str, tag: str, work: Path, pipeline: Path, profile: Pa
     if profile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
     return Launch(command, env, work, topology.input_topics[0], topology.output_topic, topic_specs(topology),
-                  lambda value: (value.get("input") or {}).get("seq"), health_port=port)  # fmt: skip
+                  result_seq, health_port=port)  # fmt: skip
 
 
 def tail(log: Path, limit: int = 3000) -> str:

@@ -207,6 +207,8 @@ class StageRunner:
                     if entry is None:
                         continue
                     decided = self._take_join(run, node, entry)
+                    # placed as a fired join is above (a join never runs in the stage that fired it); written
+                    # out in both places, as one closure for both costs 2 % of the runner's instructions
                     if node == END:
                         emissions.extend(self.finish(run, envelope, partition))
                     elif decided != "run":
