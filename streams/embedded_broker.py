@@ -9,24 +9,20 @@ Tansu keeps everything in memory: a restart loses all topics and data.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
 import importlib.resources
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from streams.child_processes import die_with_parent, stop_process
 from streams.cluster import cluster_id
 
 DEFAULT_STATE_DIR = Path(".ia")
@@ -160,46 +156,9 @@ def _log_tail(state_dir: Path, limit: int = 3000) -> str:
         return ""
 
 
-def _die_with_parent() -> Callable[[], Any] | None:
-    """On Linux, a pre-exec hook asking the kernel to SIGTERM Tansu when its parent dies (even by SIGKILL).
-
-    The broker runs in its own session, so a terminal's Ctrl-C reaches only the worker, which stops it in order.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return hook
-
-
 def _tansu_env() -> dict[str, str]:
     """The environment for Tansu: ours without the variables that would override its flags."""
     return {key: value for key, value in os.environ.items() if key not in _TANSU_ENV}
-
-
-async def _stop(process: asyncio.subprocess.Process, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM, then SIGKILL if Tansu has not exited after `timeout_s` (at once if the wait is cancelled)."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        raise
 
 
 async def _wait_until_ready(process: asyncio.subprocess.Process, address: str, timeout_s: float) -> str | None:
@@ -241,17 +200,17 @@ async def _start(
             stderr=subprocess.STDOUT,
             env=_tansu_env(),
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         try:
             reported = await _wait_until_ready(process, address, timeout_s)
         except BaseException:
-            await _stop(process)
+            await stop_process(process, STOP_TIMEOUT_S)
             raise
         if reported == fresh_id:
             record = BrokerRecord(address=address, pid=process.pid, cluster_id=fresh_id, started_at=time.time())
             return record, process
-        await _stop(process)
+        await stop_process(process, STOP_TIMEOUT_S)
         if reported is not None:
             problems.append(f"{address} answered with cluster id {reported}: another broker took the port")
         else:
@@ -284,5 +243,5 @@ async def embedded_broker(
         try:
             await asyncio.to_thread(_remove_record, state_dir, record.pid)
         finally:
-            await _stop(process)
+            await stop_process(process, STOP_TIMEOUT_S)
             await asyncio.to_thread(log.close)
