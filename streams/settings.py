@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .emission import DEFAULT_MAX_RECORD_BYTES
@@ -35,6 +35,24 @@ class Settings(BaseSettings):
         ge=10_000,
         description="the largest record a worker produces; a run that would need a larger one fails (RecordTooLarge)",
     )
+    processes: int = Field(
+        1, ge=1, le=256, description="worker processes on this machine, one consumer group; one uses one core"
+    )
     database_timeout_s: float = Field(
         30.0, gt=0, description="a results-sink query or connection taking longer counts as a database outage"
     )
+
+
+SECRET_SETTINGS = frozenset({"database_url"})
+"""Settings whose values an error message must not repeat."""
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per invalid setting, named as the user set it (``IA_PROCESSES``), with what is wrong; the value
+    given is repeated unless it may be a secret."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        shown = "" if field in SECRET_SETTINGS else f" (got {problem['input']!r})"
+        lines.append(f"IA_{field.upper()}: {problem['msg']}{shown}")
+    return lines

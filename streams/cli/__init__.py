@@ -6,8 +6,12 @@ import os
 import sys
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
 
+from ..settings import Settings, settings_problems
 from . import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
+from .output import err
 
 app = typer.Typer(
     name="ia-modules",
@@ -28,4 +32,11 @@ def main() -> None:
     project's ``steps`` package resolves."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        for line in settings_problems(exc):
+            err.print(f"[red]error:[/red] {escape(line)}")
+        sys.exit(2)
