@@ -56,8 +56,8 @@ DATABASE_OFF = frozenset({"none", "off"})
 
 
 @contextlib.asynccontextmanager
-async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManager | None]:
-    """IA_DATABASE_URL (``none`` for no database), or the embedded PostgreSQL; migrated, connected."""
+async def migrated_database_url(settings: Settings) -> AsyncIterator[str | None]:
+    """IA_DATABASE_URL (None for ``none``), or the embedded PostgreSQL's, running for the block; migrated."""
     configured = settings.database_url.get_secret_value() if settings.database_url else None
     if configured is not None and configured.strip().lower() in DATABASE_OFF:
         yield None
@@ -65,6 +65,16 @@ async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManag
     async with database_url(settings) as (url, _embedded):
         async with DatabaseManager(url) as migrating:  # no timeout here: a migration may take long
             await migrating.migrate()
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManager | None]:
+    """The results sink's database (``migrated_database_url``), connected; None for ``IA_DATABASE_URL=none``."""
+    async with migrated_database_url(settings) as url:
+        if url is None:
+            yield None
+            return
         # The sink's own pool. A timeout turns a database that stopped answering into an outage the commit gate
         # reports and retries (without one a write could wait forever, the worker stalled and silent). No pool
         # floor: asyncpg would keep reconnecting in the background through an outage, logging a traceback each

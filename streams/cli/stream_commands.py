@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,6 +17,8 @@ from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.errors import PipelineConfigError
 
 from ..cluster import bootstrap_servers
+from ..embedded_broker import EmbeddedBrokerError
+from ..embedded_db import EmbeddedPostgresUnavailable
 from ..emission import Emission
 from ..events_file import read_events
 from ..log_repeats import RepeatedLines
@@ -23,7 +26,9 @@ from ..publishing import event_emission
 from ..reading import read_records
 from ..retried_errors import RetriedErrorsAsWarnings
 from ..serve import NoBrokerError, broker_for_clients, serve
+from ..services import ServicesError
 from ..settings import Settings
+from ..supervisor import Supervisor, WorkerProcessesFailed
 from ..topology import Topology, build_topology
 from .output import err, json_line, write_stdout
 from .pipeline_commands import load_pipeline
@@ -35,39 +40,62 @@ def _topology(plan: PipelinePlan, settings: Settings) -> Topology:
 
 def worker(
     pipelines: Annotated[Path | None, typer.Option("--pipelines", help="folder of pipeline files")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option("--processes", min=1, max=256, help="worker processes, one core each (default IA_PROCESSES, 1)"),
+    ] = None,
 ) -> None:
     """Run a worker: every pipeline of the folder, each event of its input topic one run.
 
-    With IA_BROKER unset it starts the embedded broker (and stops it on exit)."""
+    With IA_BROKER unset it starts the embedded broker (and stops it on exit). With --processes N it runs N
+    worker processes in one consumer group, started again if one dies, with one health page."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # the Kafka client's retried errors as warnings, repeats once
         handler.addFilter(RetriedErrorsAsWarnings())
         handler.addFilter(RepeatedLines())
-    for noisy in ("aiokafka", "faust", "mode"):  # their INFO lines narrate every start; ours say what matters
+    for noisy in ("aiokafka", "faust", "mode", "httpx"):  # their INFO lines narrate every start; ours say what matters
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     started = time.monotonic()
     ready = asyncio.Event()
 
-    async def main() -> None:
-        async def announce() -> None:
-            await ready.wait()
-            err.print(f"[green]worker ready[/green] in {time.monotonic() - started:.2f}s; Ctrl-C stops it")
+    folder = pipelines or settings.pipelines_dir
+    count = processes or settings.processes
 
-        announcing = asyncio.create_task(announce())
+    async def announce(started_up: asyncio.Event, what: str) -> None:
+        await started_up.wait()
+        err.print(f"[green]{what} ready[/green] in {time.monotonic() - started:.2f}s; Ctrl-C stops it")
+
+    async def main() -> None:
+        announcing = asyncio.create_task(announce(ready, "worker"))
         try:
-            stopped = await serve(settings, pipelines or settings.pipelines_dir, ready)
+            stopped = await serve(settings, folder, ready)
         finally:
             announcing.cancel()
         err.print(f"worker stopped: {stopped.stats.consumed} records consumed, {stopped.stats.produced} produced")
 
+    async def supervise() -> None:
+        supervisor = Supervisor(settings, folder, count)
+        announcing = asyncio.create_task(announce(supervisor.ready, f"{count} worker processes"))
+        try:
+            await supervisor.run()
+        finally:
+            announcing.cancel()
+        err.print(f"{count} worker processes stopped")
+
     try:
-        asyncio.run(main())
+        asyncio.run(main() if count == 1 else supervise())
+    except WorkerProcessesFailed as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (EmbeddedBrokerError, EmbeddedPostgresUnavailable) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     except PipelineConfigError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except (FileNotFoundError, ServicesError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

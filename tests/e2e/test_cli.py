@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,29 @@ def test_graph_dot_renders_with_graphviz_and_boxes_each_stage_with_its_topic() -
         assert f">{step}</text>" in svg
     assert "stage advanced_processor ← ia.custom_processing.advanced_processor" in svg
     assert "result.quality_score &gt; parameters.quality_threshold" in svg
+
+
+def test_a_bad_setting_is_named_with_what_is_wrong_and_nothing_starts() -> None:
+    done = subprocess.run(
+        [CLI, "worker"], cwd=ROOT, env={**os.environ, "IA_PROCESSES": "0"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: IA_PROCESSES: Input should be greater than or equal to 1 (got '0')"
+    assert not (ROOT / ".ia" / "broker.json").exists()
+
+
+def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_path: Path) -> None:
+    """The services factory is loaded in each worker process: its error is printed, the others are stopped,
+    and the command exits 2 rather than starting them again and again."""
+    environment = {**os.environ, "IA_BROKER": "kafka://127.0.0.1:1", "IA_DATABASE_URL": "none",
+                   "IA_SERVICES": "no_such_module:factory", "IA_WEB_PORT": "0"}  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(
+        [CLI, "worker", "--processes", "2", "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path,
+        env=environment, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "error: IA_SERVICES=no_such_module:factory: cannot import module 'no_such_module'" in done.stderr
+    assert "stopped with a configuration error (its output above says which)" in done.stderr
+    assert time.monotonic() - started < 30

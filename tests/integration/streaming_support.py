@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +68,15 @@ class Namespace:
 class WorkerProcess:
     """``ia-modules worker`` in a process of its own, as an operator runs it."""
 
-    def __init__(self, namespace: Namespace, pipelines_dir: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self, namespace: Namespace, pipelines_dir: Path, log: Path, *, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = free_port()
         self.log = log
         environment = namespace.env(pipelines_dir, IA_WEB_PORT=str(self.port), **env)
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(
-            [CLI, "worker"], cwd=ROOT, env=environment, stdout=self._log_file, stderr=subprocess.STDOUT
+            [CLI, "worker", *args], cwd=ROOT, env=environment, stdout=self._log_file, stderr=subprocess.STDOUT
         )
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -184,3 +189,31 @@ async def topic_record_count(broker: str, topics: list[str]) -> dict[str, int]:
 
 def canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def pipelines_dir_with(tmp_path: Path, *pipeline_ids: str) -> Path:
+    folder = tmp_path / "pipelines"
+    folder.mkdir(exist_ok=True)
+    for pipeline_id in pipeline_ids:
+        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.json", folder)
+        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.events.jsonl", folder)
+    return folder
+
+
+def assert_every_event_has_its_result(results: list[dict[str, Any]], count: int) -> None:
+    """Events ``seq`` 0 to ``count``-1 each have a result; a repeated one (at least once) has the same run id."""
+    runs: dict[int, set[str]] = defaultdict(set)
+    for record in results:
+        runs[record["input"]["seq"]].add(record["run_id"])
+    missing = sorted(set(range(count)) - set(runs))
+    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
+    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
+
+
+def numbered_events(count: int) -> list[dict[str, object]]:
+    samples = [
+        json.loads(line)
+        for line in (ROOT / "pipelines" / "custom_processing.events.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return [{**samples[i % len(samples)], "seq": i} for i in range(count)]

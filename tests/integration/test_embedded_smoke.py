@@ -23,21 +23,23 @@ pytestmark = pytest.mark.integration
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
 
 
-def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
+def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path, processes: int) -> None:
     """With IA_BROKER and IA_DATABASE_URL unset the worker starts the embedded broker and PostgreSQL in its
-    folder (``server_dir``: an embedded server's data must live outside pytest's tmp_path)."""
+    folder (``server_dir``: an embedded server's data must live outside pytest's tmp_path); with two worker
+    processes, once, for both."""
     tmp_path = server_dir
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IA_")}
     env["IA_WEB_PORT"] = str(free_port())
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([CLI, "worker"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    ready = b"worker ready" if processes == 1 else b"2 worker processes ready"
+    worker = subprocess.Popen(
+        [CLI, "worker", "--processes", str(processes)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
-        while (
-            not (tmp_path / ".ia" / "broker.json").exists()
-            or b"worker ready" not in (tmp_path / "worker.log").read_bytes()
-        ):
+        while not (tmp_path / ".ia" / "broker.json").exists() or ready not in (tmp_path / "worker.log").read_bytes():
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, "worker not ready in 60 s"
             time.sleep(0.1)

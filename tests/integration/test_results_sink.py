@@ -21,10 +21,11 @@ from tests.integration.streaming_support import (
     Namespace,
     WorkerProcess,
     collect,
+    numbered_events,
+    pipelines_dir_with,
     publish,
     publish_raw,
 )
-from tests.integration.test_streaming import numbered_events, pipelines_dir_with
 
 pytestmark = pytest.mark.integration
 

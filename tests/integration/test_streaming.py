@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -22,8 +20,11 @@ from tests.integration.streaming_support import (
     ROOT,
     Namespace,
     WorkerProcess,
+    assert_every_event_has_its_result,
     canonical,
     collect,
+    numbered_events,
+    pipelines_dir_with,
     publish,
     publish_raw,
     topic_record_count,
@@ -33,25 +34,6 @@ from tests.kafka_broker import kafka_broker_process, restart, stop_process
 pytestmark = pytest.mark.integration
 
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
-
-
-def pipelines_dir_with(tmp_path: Path, *pipeline_ids: str) -> Path:
-    folder = tmp_path / "pipelines"
-    folder.mkdir(exist_ok=True)
-    for pipeline_id in pipeline_ids:
-        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.json", folder)
-        shutil.copy(ROOT / "pipelines" / f"{pipeline_id}.events.jsonl", folder)
-    return folder
-
-
-def assert_every_event_has_its_result(results: list[dict[str, Any]], count: int) -> None:
-    """Events ``seq`` 0 to ``count``-1 each have a result; a repeated one (at least once) has the same run id."""
-    runs: dict[int, set[str]] = defaultdict(set)
-    for record in results:
-        runs[record["input"]["seq"]].add(record["run_id"])
-    missing = sorted(set(range(count)) - set(runs))
-    assert not missing, f"{len(missing)} events got no result, e.g. {missing[:10]}"
-    assert all(len(ids) == 1 for ids in runs.values()), "a repeated result must repeat the same run id"
 
 
 @pytest.mark.parametrize("fuse", ["1", "0"], ids=["fused", "unfused"])
@@ -93,15 +75,6 @@ async def test_streamed_results_equal_in_process_results(
     for stage in topology.stages.values():
         if stage.name in ran and stage.name != topology.start.name:
             assert carried[stage.topic] > 0, f"{stage.topic} carried no envelope, though {stage.name} ran"
-
-
-def numbered_events(count: int) -> list[dict[str, object]]:
-    samples = [
-        json.loads(line)
-        for line in (ROOT / "pipelines" / "custom_processing.events.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    return [{**samples[i % len(samples)], "seq": i} for i in range(count)]
 
 
 async def test_two_workers_split_the_partitions_and_produce_every_result_once(
