@@ -86,6 +86,9 @@ VARIANTS: dict[str, str] = {
     "worker": "c. worker, bench pipeline",
     "worker-db": "c. worker + pipeline_runs sink",
     "floor": "e. raw chain, runner by hand",
+    "raw-2p": "f. raw chain, 2 processes",
+    "faust-2p": "f. Faust chain, 2 processes",
+    "worker-2p": "f. worker --processes 2",
     "real-raw": "d. raw chain, real steps",
     "real-faust": "d. Faust chain, real steps",
     "real-worker": "d. worker, custom_processing",
@@ -204,15 +207,39 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident memory (VmHWM), None if unknown."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+def process_trees(pids: list[int]) -> list[int]:
+    """``pids`` and all their descendants (a worker's processes, a chain's copies)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, pending = [], list(pids)
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def total_cpu_seconds(pids: list[int]) -> float | None:
+    """``cpu_seconds`` summed over ``pids`` (None if one is unknown)."""
+    times = [cpu_seconds(pid) for pid in pids]
+    return None if any(t is None for t in times) else sum(t for t in times if t is not None)
+
+
+def peak_rss_mb(pids: list[int]) -> float | None:
+    """The processes' peak resident memory (VmHWM) summed, None if unknown."""
+    total = 0.0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            return None
+        total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
+    return total
 
 
 @dataclass
@@ -339,6 +366,8 @@ class Launch:
     seq_of: Callable[[dict[str, Any]], Any]
     ready_file: Path | None = None
     health_port: int | None = None
+    copies: int = 1
+    """Processes started with ``command`` (members of the same consumer groups)."""
 
 
 WORKER_ENV: dict[str, str] = {}
@@ -357,9 +386,9 @@ def result_seq(value: dict[str, Any]) -> Any:
     return (value.get("input") or {}).get("seq")
 
 
-def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> Launch:
+def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool, copies: int = 1) -> Launch:
     """The Faust chain (``faust``), the raw chain (``raw``) or the raw chain doing the worker's work by hand
-    (``floor``); ``real`` runs the shipped pipeline's steps."""
+    (``floor``); ``real`` runs the shipped pipeline's steps; ``copies`` processes of it in one group."""
     names = [f"{tag}.{suffix}" for suffix in ("in", "t1", "t2", "out")]
     ready = work / "ready.json"
     if kind == "faust":
@@ -375,10 +404,12 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool) -> La
         env = _clean_env()
     seq = result_seq if kind == "floor" else lambda value: value.get("seq")
     return Launch(command, env, work, names[0], names[3], [TopicSpec(name, PARTITIONS) for name in names],
-                  seq, ready_file=ready)  # fmt: skip
+                  seq, ready_file=ready, copies=copies)  # fmt: skip
 
 
-def worker_launch(broker: str, tag: str, work: Path, pipeline: Path, profile: Path | None, database: bool) -> Launch:
+def worker_launch(
+    broker: str, tag: str, work: Path, pipeline: Path, profile: Path | None, database: bool, processes: int = 1
+) -> Launch:
     pipelines_dir = work / "pipelines"
     pipelines_dir.mkdir()
     # The worker's Faust app keeps its data in .ia/faust and creates only the last level of it: without .ia in
@@ -394,7 +425,7 @@ def worker_launch(broker: str, tag: str, work: Path, pipeline: Path, profile: Pa
     env.update(WORKER_ENV)
     if not database:
         env["IA_DATABASE_URL"] = "none"
-    command = [str(BIN / "ia-modules"), "worker"]
+    command = [str(BIN / "ia-modules"), "worker", "--processes", str(processes)]
     if profile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
     return Launch(command, env, work, topology.input_topics[0], topology.output_topic, topic_specs(topology),
@@ -410,14 +441,15 @@ def read_ready(path: Path) -> float | None:
     return float(json.loads(path.read_text())["t0"]) if path.exists() else None
 
 
-async def wait_ready(launch: Launch, process: subprocess.Popen[bytes], log: Path) -> tuple[float, int | None]:
+async def wait_ready(launch: Launch, processes: list[subprocess.Popen[bytes]], log: Path) -> tuple[float, int | None]:
     """When the variant first had input records in hand (time.time()), and for the worker how many records it
     had already consumed when /health first said 200 (the measurement is late by at most that)."""
     deadline = time.monotonic() + 90
     async with httpx.AsyncClient(timeout=1.0) as client:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"exited with {process.returncode}:\n{tail(log)}")
+            if any(process.poll() is not None for process in processes):
+                codes = [process.returncode for process in processes]
+                raise RuntimeError(f"exited with {codes}:\n{tail(log)}")
             if launch.ready_file is not None and (t0 := read_ready(launch.ready_file)) is not None:
                 return t0, None
             if launch.health_port is not None:
@@ -447,12 +479,14 @@ async def run_variant(
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as temp:
         work = Path(temp)
         real = variant.startswith("real-")
+        copies = 2 if variant.endswith("-2p") else 1
         if "worker" in variant:
             profile = profile_dir / f"{variant}.prof" if profile_dir is not None else None
             pipeline = CUSTOM_PIPELINE if real else BENCH_PIPELINE
-            launch = worker_launch(broker, tag, work, pipeline, profile, database=variant == "worker-db")
+            launch = worker_launch(broker, tag, work, pipeline, profile, variant == "worker-db", copies)
         else:
-            launch = chain_launch(variant.removeprefix("real-"), broker, tag, work, real)
+            kind = variant.removeprefix("real-").removesuffix("-2p")
+            launch = chain_launch(kind, broker, tag, work, real, copies)
         await ensure_topics(broker, launch.topics)
         result.preload_events_per_s = await preload(broker, launch.input_topic, records)
         reader = OutputReader(broker, launch.output_topic, len(records))
@@ -460,22 +494,29 @@ async def run_variant(
         log = work / "process.log"
         with log.open("wb") as log_file:
             launched = time.time()
-            process = await asyncio.to_thread(subprocess.Popen, launch.command, cwd=launch.cwd, env=launch.env,
-                                              stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+            processes = []
+            for copy in range(launch.copies):
+                env = dict(launch.env)
+                if "BENCH_FAUST_DATADIR" in env:  # a Faust worker's data directory is its own
+                    env["BENCH_FAUST_DATADIR"] += f"-{copy}"
+                processes.append(await asyncio.to_thread(subprocess.Popen, launch.command, cwd=launch.cwd, env=env,
+                                                         stdout=log_file, stderr=subprocess.STDOUT))  # fmt: skip
             try:
-                t0, result.consumed_when_ready = await wait_ready(launch, process, log)
+                t0, result.consumed_when_ready = await wait_ready(launch, processes, log)
                 result.startup_s = t0 - launched
-                cpu_process, cpu_broker = cpu_seconds(process.pid), cpu_seconds(broker_pid)
+                measured = process_trees([process.pid for process in processes])
+                cpu_process, cpu_broker = total_cpu_seconds(measured), cpu_seconds(broker_pid)
                 while not reader.done.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(reader.done.wait(), 1.0)
-                    if process.poll() is not None and not reader.done.is_set():
-                        raise RuntimeError(f"exited with {process.returncode} after {reader.count} results")
+                    if any(p.poll() is not None for p in processes) and not reader.done.is_set():
+                        codes = [process.returncode for process in processes]
+                        raise RuntimeError(f"exited with {codes} after {reader.count} results")
                     if time.time() - max(reader.last_arrival, t0) > STALL_S:
                         raise RuntimeError(f"stalled: {reader.count} of {len(records)} results")
                 t_end = reader.time_at(len(records))
-                cpu_after = cpu_seconds(process.pid), cpu_seconds(broker_pid)
-                result.process_peak_mb = peak_rss_mb(process.pid)
+                cpu_after = total_cpu_seconds(measured), cpu_seconds(broker_pid)
+                result.process_peak_mb = peak_rss_mb(measured)
                 result.seconds = t_end - t0
                 result.events_per_s = len(records) / result.seconds
                 low, high = reader.time_at(len(records) // 10), reader.time_at(len(records) * 9 // 10)
@@ -494,7 +535,8 @@ async def run_variant(
                 reading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reading
-                await asyncio.to_thread(stop_process, process)
+                for process in processes:
+                    await asyncio.to_thread(stop_process, process)
         values = await read_all(broker, launch.output_topic)
         seqs = [launch.seq_of(value) for value in values]
         result.output_records = len(values)
@@ -526,6 +568,11 @@ def ratios(results: list[Result]) -> dict[str, float]:
         "worker/floor": ("worker", "floor"),
         "faust/raw": ("faust", "raw"),
         "worker-db/worker": ("worker-db", "worker"),
+        "worker-2p/faust-2p": ("worker-2p", "faust-2p"),
+        "worker-2p/raw-2p": ("worker-2p", "raw-2p"),
+        "worker-2p/worker": ("worker-2p", "worker"),
+        "worker-2p/faust": ("worker-2p", "faust"),
+        "worker-2p/raw": ("worker-2p", "raw"),
         "real-worker/real-raw": ("real-worker", "real-raw"),
         "real-worker/real-faust": ("real-worker", "real-faust"),
     }
