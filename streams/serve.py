@@ -8,6 +8,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +32,20 @@ EMBEDDED_SESSION_TIMEOUT_MS = 2000
 
 class NoBrokerError(RuntimeError):
     """Neither IA_BROKER nor a running embedded broker."""
+
+
+def web_port_problem(port: int) -> str | None:
+    """Why ``/health`` cannot listen on ``port`` (another process has it), None if it can. Checked before anything
+    starts, so that a second worker on the same port says so at once instead of starting without a health page."""
+    if port == 0:
+        return None
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds: TIME_WAIT is fine
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            return f"cannot serve /health on port {port} (IA_WEB_PORT): {exc.strerror or exc}"
+    return None
 
 
 def load_plans(directory: Path) -> list[PipelinePlan]:

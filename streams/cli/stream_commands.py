@@ -25,7 +25,7 @@ from ..log_repeats import RepeatedLines
 from ..publishing import event_emission
 from ..reading import read_records
 from ..retried_errors import RetriedErrorsAsWarnings
-from ..serve import NoBrokerError, broker_for_clients, serve
+from ..serve import NoBrokerError, broker_for_clients, serve, web_port_problem
 from ..services import ServicesError
 from ..settings import Settings
 from ..supervisor import Supervisor, WorkerProcessesFailed
@@ -61,6 +61,10 @@ def worker(
 
     folder = pipelines or settings.pipelines_dir
     count = processes or settings.processes
+    port_problem = web_port_problem(settings.web_port)
+    if port_problem is not None:
+        err.print(f"[red]error:[/red] {escape(port_problem)}")
+        raise typer.Exit(2)
 
     async def announce(started_up: asyncio.Event, what: str) -> None:
         await started_up.wait()

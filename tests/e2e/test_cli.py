@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -222,3 +223,20 @@ def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_
     assert "error: IA_SERVICES=no_such_module:factory: cannot import module 'no_such_module'" in done.stderr
     assert "stopped with a configuration error (its output above says which)" in done.stderr
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("processes", ["1", "2"], ids=["one-process", "two-processes"])
+def test_a_worker_that_cannot_serve_its_health_page_says_so_and_exits_2(tmp_path: Path, processes: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environment = {**os.environ, "IA_BROKER": "kafka://127.0.0.1:1", "IA_DATABASE_URL": "none",
+                       "IA_WEB_PORT": str(port)}  # fmt: skip
+        done = subprocess.run(
+            [CLI, "worker", "--processes", processes, "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path,
+            env=environment, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot serve /health on port {port} (IA_WEB_PORT): " in done.stderr
+    assert "Traceback" not in done.stderr
