@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from aiohttp import web
@@ -42,6 +42,9 @@ dying within ``STEADY_S`` of its start."""
 STEADY_S = 60.0
 """A worker process that ran this long before it died is started again after the first delay."""
 
+RELAYED_LINE_BYTES = 1 << 20
+"""The longest line of a worker process's output relayed as one."""
+
 CONFIG_ERROR_EXIT = 2
 """The exit code of ``ia-modules worker`` for a configuration error: starting it again would not help."""
 
@@ -61,6 +64,8 @@ class WorkerSlot:
     restarts: int = 0
     delay_s: float = RESTART_DELAY_S[0]
     health: tuple[int, dict[str, Any]] = field(default_factory=lambda: (0, {}))
+    relays: list[asyncio.Task[None]] = field(default_factory=list)
+    """Copying the process's stdout and stderr to ours, each line marked with the process."""
 
 
 def combined_health(slots: list[WorkerSlot], pipelines: list[str]) -> tuple[int, dict[str, Any]]:
@@ -159,15 +164,25 @@ class Supervisor:
             "worker",
             env=environment,
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=RELAYED_LINE_BYTES,
             start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor, which stops them in order
             preexec_fn=die_with_parent(),
         )
         slot.started = time.monotonic()
         slot.health = (0, {})
+        prefix = f"[worker {slot.index + 1}] ".encode()
+        assert slot.process.stdout is not None and slot.process.stderr is not None
+        slot.relays = [
+            asyncio.create_task(relay_lines(slot.process.stdout, sys.stdout.buffer, prefix)),
+            asyncio.create_task(relay_lines(slot.process.stderr, sys.stderr.buffer, prefix)),
+        ]
 
     async def _stop(self, slot: WorkerSlot) -> None:
         if slot.process is not None:
             await stop_process(slot.process, STOP_TIMEOUT_S)
+            await asyncio.gather(*slot.relays, return_exceptions=True)
 
     async def _watch(self, broker: str, session_ms: int, url: str | None) -> None:
         """Poll the worker processes' health; start again the ones that died, after a pause."""
@@ -227,6 +242,27 @@ class Supervisor:
             yield
         finally:
             await runner.cleanup()
+
+
+async def relay_lines(source: asyncio.StreamReader, target: BinaryIO, prefix: bytes) -> None:
+    """Copy ``source`` to ``target`` until it ends, ``prefix`` at the start of every line. The writes are a
+    terminal's or a log collector's: short, and the worker processes would block the same way on theirs."""
+    at_line_start = True
+    while True:
+        try:
+            chunk = await source.readuntil(b"\n")
+        except asyncio.IncompleteReadError as ended:
+            chunk = ended.partial
+        except asyncio.LimitOverrunError as long:  # a line longer than the limit: the part buffered first
+            chunk = await source.readexactly(long.consumed)
+        if not chunk:
+            if not at_line_start:
+                target.write(b"\n")
+                target.flush()
+            return
+        target.write(prefix + chunk if at_line_start else chunk)
+        target.flush()
+        at_line_start = chunk.endswith(b"\n")
 
 
 def _exit_reason(returncode: int) -> str:

@@ -86,6 +86,8 @@ async def test_worker_processes_split_the_group_restart_a_killed_one_and_lose_no
     text = log.read_text()
     assert f"worker process 1 (pid {first_pids[0]}) exited with signal SIGKILL; starting it again" in text
     assert "2 worker processes stopped" in text
+    for number in (1, 2):  # each process's output comes through, marked with the process
+        assert f"[worker {number}] worker stopped: " in text
     async with DatabaseManager(postgres_url, project_migrations_dir=False) as db:
         rows = await db.fetch_all("SELECT run_id::text AS run_id FROM pipeline_runs")
     assert len(rows) == len(events), "one pipeline_runs row per event, written by whichever process ran it"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from streams.settings import Settings, settings_problems
-from streams.supervisor import WorkerSlot, combined_health, worker_environment
+from streams.supervisor import WorkerSlot, combined_health, relay_lines, worker_environment
 
 
 def slot(index: int, status: int, body: dict[str, Any], restarts: int = 0) -> WorkerSlot:
@@ -84,3 +86,16 @@ def test_bad_settings_name_the_variable_and_hide_a_secret(monkeypatch: pytest.Mo
         Settings(_env_file=None, database_url=["postgresql://user:s3cret@db/x"])
     (line,) = settings_problems(raised.value)
     assert line.startswith("IA_DATABASE_URL: ") and "s3cret" not in line
+
+
+async def test_a_worker_process_output_is_relayed_line_by_line_marked_with_the_process() -> None:
+    source = asyncio.StreamReader(limit=8)
+    source.feed_data(b"ready\n" + b"a line longer than the limit\n" + b"partial")
+    source.feed_eof()
+    target = io.BytesIO()
+    await relay_lines(source, target, b"[worker 2] ")
+    assert target.getvalue().splitlines() == [
+        b"[worker 2] ready",
+        b"[worker 2] a line longer than the limit",
+        b"[worker 2] partial",
+    ]
