@@ -9,6 +9,7 @@ Modes, interleaved run by run so that machine noise hits all of them:
                      the target of issue 3 (consuming within 3 s)
   embedded+pg        IA_BROKER unset and IA_DATABASE_URL unset: the default, with the embedded PostgreSQL, whose
                      data directory was initialised by an untimed first start (as the issue says)
+  embedded-2p        as embedded, with two worker processes (IA_PROCESSES=2): until both consume
   external           IA_BROKER set to a broker that is already running (started here), IA_DATABASE_URL=none
   faust              the Faust chain (three agents) on that running broker, until its first agent has the one
                      event waiting on its input topic
@@ -58,7 +59,7 @@ PIPELINES = ROOT / "pipelines"
 RESULTS = ROOT / "benchmarks" / "results" / "worker_startup.json"
 TARGET_S = 3.0
 TIMEOUT_S = 60.0
-MODES = ("embedded", "embedded+pg", "external", "faust")
+MODES = ("embedded", "embedded+pg", "embedded-2p", "external", "faust")
 
 
 @dataclass
@@ -177,8 +178,10 @@ async def run(runs: int, modes: list[str], pg_dir: Path) -> dict[str, Timings]:
                                 continue
                             if mode == "embedded+pg":
                                 cwd, env = pg_dir, worker_env(port, None, True)
-                            elif mode == "embedded":
+                            elif mode.startswith("embedded"):
                                 cwd, env = work, worker_env(port, None, False)
+                                if mode == "embedded-2p":
+                                    env["IA_PROCESSES"] = "2"
                             else:
                                 # the worker's Faust app creates only the last level of .ia/faust (reported)
                                 (work / ".ia").mkdir()
