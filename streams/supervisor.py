@@ -210,6 +210,7 @@ class Supervisor:
                     elif slot.index in restarting and now >= restarting[slot.index]:
                         del restarting[slot.index]
                         slot.restarts += 1
+                        slot.web_port = free_port()  # its last one may have been taken meanwhile
                         await self._start(slot, broker, session_ms, url)
                 await asyncio.gather(*(self._poll(client, slot) for slot in self.slots if slot.index not in restarting))
                 if combined_health(self.slots, self.pipelines)[0] == 200:
