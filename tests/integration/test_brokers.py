@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +31,7 @@ from streams.embedded_broker import (
     read_broker_record,
     recorded_broker_address,
 )
+from tests.integration.streaming_support import CLI, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +149,22 @@ async def test_embedded_broker_refuses_second_start_in_same_state_dir(tmp_path: 
             async with embedded_broker(tmp_path):
                 pass  # pragma: no cover
         assert recorded_broker_address(tmp_path) == address
+
+
+async def test_a_second_worker_in_the_folder_names_the_running_broker_and_starts_nothing(tmp_path: Path) -> None:
+    """As a user meets it: ``ia-modules worker`` in a folder whose embedded broker already runs."""
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IA_")}
+    env.update(IA_DATABASE_URL="none", IA_WEB_PORT="0")
+    async with embedded_broker(tmp_path / ".ia") as address:
+        done = await asyncio.to_thread(
+            subprocess.run, [CLI, "worker"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert recorded_broker_address(tmp_path / ".ia") == address
+    assert done.returncode == 1, done.stderr
+    assert f"error: an embedded broker already runs at {address}" in done.stderr
+    assert f"use it with IA_BROKER=kafka://{address} or stop it" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_stale_record_is_ignored_and_replaced(tmp_path: Path) -> None:
