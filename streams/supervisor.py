@@ -43,7 +43,8 @@ STEADY_S = 60.0
 """A worker process that ran this long before it died is started again after the first delay."""
 
 RELAYED_LINE_BYTES = 1 << 20
-"""The longest line of a worker process's output relayed as one."""
+"""How much of a line of a worker process's output is buffered before it is passed on (a longer line is passed
+on in parts, still as one line)."""
 
 CONFIG_ERROR_EXIT = 2
 """The exit code of ``ia-modules worker`` for a configuration error: starting it again would not help."""
