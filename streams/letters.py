@@ -8,7 +8,6 @@ itself failed on: its position and its bytes, base64). docs/streaming.md lists t
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +17,7 @@ from ia_modules.pipeline.kernel import RunState, StepFailure
 
 from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .envelope import Envelope, run_id_for
-from .records import ConsumedRecord, record_source
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+from .records import ConsumedRecord, now_ms, record_source
 
 
 @dataclass
@@ -57,7 +52,7 @@ class DeadLetters:
                 "envelope": resume.as_dict(),
                 "resume_at": failure.step,
                 "source": resume.source,
-                "created_ms": _now_ms(),
+                "created_ms": now_ms(),
             },
             resume.key,
             partition,
@@ -79,7 +74,7 @@ class DeadLetters:
                 "envelope": None,
                 "resume_at": None,
                 "source": envelope.source,
-                "created_ms": _now_ms(),
+                "created_ms": now_ms(),
             },
             envelope.key,
             partition,
@@ -109,7 +104,7 @@ class DeadLetters:
             "resume_at": None,
             "source": record_source(record),
             "key": record.key.decode("utf-8", "replace") if record.key else run_id,
-            "created_ms": _now_ms(),
+            "created_ms": now_ms(),
         }
 
     def _emit(self, letter: dict[str, Any], key: str, partition: int) -> Emission:

@@ -1,8 +1,14 @@
-"""A consumed record, as the stage runner needs it."""
+"""A consumed record, as the stage runner needs it, and the clock its timestamps use."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple, Protocol
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, as Kafka's record timestamps count."""
+    return int(time.time() * 1000)
 
 
 class ConsumedRecord(Protocol):

@@ -7,14 +7,13 @@ the result record, dead letters) and never raise for bad data: that becomes a de
 
 from __future__ import annotations
 
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.graph import END, reachable_from
+from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.kernel import StepFailure, Token, join_decision, run_step, skip_step
 from ia_modules.pipeline.services import current_execution_id
 from ia_modules.pipeline.step import Step
@@ -23,19 +22,16 @@ from ia_modules.pipeline.templates import Scope, render_text
 from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .envelope import Envelope, EnvelopeError, partition_for, run_id_for
 from .events_file import parse_event
-from .join_store import JoinEntry, JoinStateTooLarge, JoinStore, join_key
+from .join_delivery import JoinDelivery, take_join
+from .join_store import JoinStateTooLarge, JoinStore, join_key
 from .letters import DeadLetters
-from .records import ConsumedRecord, record_source
+from .records import ConsumedRecord, now_ms, record_source
 from .sink import FinishedRun
-from .stream_run import StreamRun, run_identity
+from .stream_run import StreamRun
 from .topology import Topology
 
 #: Errors that end a run without a step failing for good; their dead letter is written when the run ends.
 RUN_LEVEL_ERRORS = frozenset({"EndWithFailure", "ConditionError", "JoinTimeout", "RecordTooLarge"})
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class StageRunner:
@@ -58,6 +54,7 @@ class StageRunner:
         self.max_record_bytes = max_record_bytes
         self._finished: list[FinishedRun] = []
         self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id, max_record_bytes)
+        self.joins = JoinDelivery(plan, topology, store)
         self._joins_ahead_of = {stage.topic: topology.joins_ahead[stage.steps[0]] for stage in topology.stages.values()}
 
     def take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
@@ -84,7 +81,7 @@ class StageRunner:
             input=event,
             resume_at=self.plan.graph.start,
             source=record_source(record),
-            started_ms=record.timestamp or _now_ms(),
+            started_ms=record.timestamp or now_ms(),
             input_json=raw if raw is not None and b"\n" not in raw else b"",  # one line: the envelope's input as is
         )
         partition = partition_for(key.encode(), self.topology.partitions)
@@ -125,7 +122,7 @@ class StageRunner:
         self.letters.forget(envelope.run_id)
         topology = self.topology
         for node in ahead:
-            self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), _now_ms())
+            self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), now_ms())
         kinds = {topology.output_topic: "result", topology.dlq_topic: "dead letter", topology.joins_topic: "join state"}
         what = kinds.get(topic, "envelope")
         run = StreamRun(self.plan, envelope.run_id, envelope.input)
@@ -203,10 +200,10 @@ class StageRunner:
                 pending = []
                 waiting = [n for n in held if not any(n in topology.joins_ahead[f] for f in forwards)] if held else []
                 for node in waiting:
-                    entry = self._deliver_to_store(run, envelope, partition, node, held.pop(node))
+                    entry = self.joins.deliver(run, envelope, partition, node, held.pop(node))
                     if entry is None:
                         continue
-                    decided = self._take_join(run, node, entry)
+                    decided = take_join(run, node, entry)
                     # placed as a fired join is above (a join never runs in the stage that fired it); written
                     # out in both places, as one closure for both costs 2 % of the runner's instructions
                     if node == END:
@@ -225,56 +222,6 @@ class StageRunner:
             carried = {node: tokens for node, tokens in held.items() if node in ahead} if held else {}
             emissions.append(self._next_stage(run, envelope, target, partition, carried))
         return emissions
-
-    def _deliver_to_store(
-        self, run: StreamRun, envelope: Envelope, partition: int, node: str, tokens: dict[int, Token]
-    ) -> JoinEntry | None:
-        """A join that waits for another envelope of this run: its tokens go to the join store; the entry once
-        every path has delivered."""
-        key = join_key(run.run_id, envelope.replay, node)
-        if envelope.replay and self.store.get(partition, key) is None:
-            self._seed_replayed_join(partition, envelope, node, key)
-        fragment = self._fragment(run, node)
-        return self.store.deliver(partition, key, node, tokens, fragment, _now_ms(), run_identity(envelope))
-
-    def _seed_replayed_join(self, partition: int, envelope: Envelope, node: str, key: str) -> None:
-        """A replayed run reaching a join: start from what the last attempt's join had from the paths the
-        replay does not run again (those not downstream of the step it resumed at)."""
-        earlier = None
-        for replay in range(envelope.replay - 1, -1, -1):
-            earlier = self.store.get(partition, join_key(envelope.run_id, replay, node))
-            if earlier is not None and earlier.tokens:
-                break
-        if earlier is None or not earlier.tokens:
-            return
-        graph = self.plan.graph
-        again = reachable_from(graph, envelope.replay_from or envelope.resume_at)
-        kept = {e.id: earlier.tokens[e.id] for e in graph.incoming[node] if e.id in earlier.tokens}
-        kept = {edge_id: token for edge_id, token in kept.items() if graph.edges[edge_id].source not in again}
-        entry = JoinEntry(
-            tokens=kept,
-            outputs={step: output for step, output in earlier.outputs.items() if step not in again},
-            trace={step: item for step, item in earlier.trace.items() if step not in again},
-            error=None,
-            created_ms=_now_ms(),
-            run=run_identity(envelope),
-        )
-        self.store.seed(partition, key, entry)
-
-    @staticmethod
-    def _take_join(run: StreamRun, node: str, entry: JoinEntry) -> Token:
-        """Continue the run with what every branch brought to the join; its decision."""
-        run.outputs.update(entry.outputs)
-        run.trace = list(entry.trace.values())
-        run.error = run.error or entry.error
-        run.tokens[node] = dict(entry.tokens)
-        return entry.decision()
-
-    def _fragment(
-        self, run: StreamRun, node: str
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
-        needed = self.topology.needed_outputs[node if node == END else self.topology.stage_of[node]]
-        return {s: o for s, o in run.outputs.items() if s in needed}, run.full_trace(), run.error
 
     def _next_stage(
         self, run: StreamRun, envelope: Envelope, target: str, partition: int, carried: dict[str, dict[int, Token]]
@@ -360,7 +307,7 @@ class StageRunner:
             "input": orjson.Fragment(envelope.input_bytes()),
             "source": envelope.source,
         }
-        self._finished.append(FinishedRun(record, _now_ms()))
+        self._finished.append(FinishedRun(record, now_ms()))
         headers = (("ia-run-id", run.run_id.encode()),)
         emissions = [Emission(self.topology.output_topic, partition, envelope.key.encode(),
                               orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS), headers)]  # fmt: skip
@@ -378,7 +325,7 @@ class StageRunner:
         """Joins that waited longer than ``timeout_s`` fail their run: the paths still missing count as failed,
         and the run goes on from the join (its end is reached, so it still gets its one result)."""
         emissions: list[Emission] = []
-        deadline = _now_ms() - int(timeout_s * 1000)
+        deadline = now_ms() - int(timeout_s * 1000)
         for partition, key, entry in list(self.store.waiting_since(deadline)):
             run_id, replay, node = key.split("|", 2)
             missing = [edge for edge in self.plan.graph.incoming[node] if edge.id not in entry.tokens]
@@ -406,7 +353,7 @@ class StageRunner:
                 replay=int(replay),
             )
             run = StreamRun(self.plan, run_id, envelope.input)
-            self._take_join(run, node, entry)
+            take_join(run, node, entry)
             if node == END:
                 emissions.extend(self.finish(run, envelope, partition))
             else:

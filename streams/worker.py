@@ -25,20 +25,19 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.services import ServiceRegistry
 
 from .cluster import bootstrap_servers, cluster_id
 from .commit_gate import CommitGate
 from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .join_changelog import restore_joins
-from .join_store import JoinStore
 from .kafka_admin import ensure_topics, topic_specs
 from .metadata_backoff import pause_after_failed_metadata_updates
+from .pipeline_runtime import PipelineRuntime
 from .producer import SendQueue, Sent, produce
+from .records import now_ms
 from .sink import FinishedRun, ResultsSink
-from .stage_runner import StageRunner
-from .topology import Stage, Topology, build_topology
+from .topology import Stage
 
 logger = logging.getLogger("ia_modules.streams.worker")
 
@@ -56,20 +55,6 @@ FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 METADATA_RETRY_BACKOFF_S = 0.1
 """The pause after a failed metadata update (aiokafka's own ``retry_backoff_ms`` default)."""
-
-
-@dataclass
-class PipelineRuntime:
-    """One pipeline on this worker: its plan, topics, join state and stage runner."""
-
-    plan: PipelinePlan
-    topology: Topology
-    store: JoinStore
-    runner: StageRunner
-
-    @property
-    def consumed_topics(self) -> list[str]:
-        return [*self.topology.input_topics, *self.topology.stage_topics()]
 
 
 @dataclass
@@ -142,16 +127,16 @@ class Worker:
         options = self.options
         self.cluster_id = await cluster_id(self.broker)
         for plan in self.plans:
-            topology = build_topology(plan, options.topic_prefix, options.app_id, options.fuse)
-            expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
-            store = JoinStore(topology.joins_topic, expected, options.max_record_bytes)
-            steps = Pipeline(plan).steps_for(self.services)
-            runtime = PipelineRuntime(
+            runtime = PipelineRuntime.build(
                 plan,
-                topology,
-                store,
-                StageRunner(plan, topology, steps, store, self.cluster_id, options.max_record_bytes),
+                self.services,
+                self.cluster_id,
+                topic_prefix=options.topic_prefix,
+                app_id=options.app_id,
+                fuse=options.fuse,
+                max_record_bytes=options.max_record_bytes,
             )
+            topology = runtime.topology
             self.runtimes.append(runtime)
             for topic in topology.input_topics:
                 self.routes[topic] = _Route(runtime, topology.start, True)
@@ -374,10 +359,8 @@ class Worker:
             for runtime in self.runtimes:
                 timeout_s = runtime.plan.model.stream.join_timeout_s
                 emissions = await runtime.runner.expire_joins(timeout_s)
-                now_ms = int(time.time() * 1000)
-                emissions.extend(
-                    runtime.store.purge_fired(now_ms - int(timeout_s * 1000), now_ms - FAILED_JOIN_RETENTION_MS)
-                )
+                now = now_ms()
+                emissions.extend(runtime.store.purge_fired(now - int(timeout_s * 1000), now - FAILED_JOIN_RETENTION_MS))
                 emissions.extend(runtime.store.take_partial_writes())
                 if emissions:
                     await produce(self._producer, emissions)
