@@ -7,10 +7,30 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (killed but not yet reaped by its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():  # no /proc (not Linux): the signal is all there is to ask
+        return True
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return False
+    return (stat.rsplit(")", 1)[-1].split() or [""])[0] != "Z"
 
 
 def die_with_parent() -> Callable[[], Any] | None:

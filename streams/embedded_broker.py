@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from streams.child_processes import die_with_parent, stop_process
+from streams.child_processes import die_with_parent, process_running, stop_process
 from streams.cluster import cluster_id
 
 DEFAULT_STATE_DIR = Path(".ia")
@@ -73,23 +73,15 @@ def free_port() -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """True if process `pid` exists and is not a zombie (on Linux, also that it is a Tansu process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """True if process `pid` runs (``process_running``) and, on Linux, is a Tansu process."""
+    if not process_running(pid):
         return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True
     try:
-        stat = (proc / "stat").read_text()
-        cmdline = (proc / "cmdline").read_bytes()
+        return b"tansu" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc").is_dir()
     except OSError:
         return False
-    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
-    return state != "Z" and b"tansu" in cmdline
 
 
 def read_broker_record(state_dir: Path = DEFAULT_STATE_DIR) -> BrokerRecord | None:

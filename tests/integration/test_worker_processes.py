@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ia_modules.database import DatabaseManager
+from streams.child_processes import process_running
 from tests.integration.streaming_support import (
     Namespace,
     WorkerProcess,
@@ -25,15 +26,6 @@ from tests.integration.streaming_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def process_exists(pid: int) -> bool:
-    """``pid`` is a live process (not a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 async def settled(worker: WorkerProcess, inputs: str, timeout_s: float = 60) -> dict[str, Any]:
@@ -82,7 +74,7 @@ async def test_worker_processes_split_the_group_restart_a_killed_one_and_lose_no
     assert restarted_pid not in first_pids and after["processes"][1]["pid"] == first_pids[1]
     assert after["consumed"] > 0 and after["database"] == "ok"
     assert exit_code == 0, log.read_text()[-3000:]
-    assert not any(process_exists(pid) for pid in [*first_pids, restarted_pid]), "a worker process outlived it"
+    assert not any(process_running(pid) for pid in [*first_pids, restarted_pid]), "a worker process outlived it"
     text = log.read_text()
     assert f"worker process 1 (pid {first_pids[0]}) exited with signal SIGKILL; starting it again" in text
     assert "2 worker processes stopped" in text
