@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
+from streams import event_loop
 from streams.cluster import cluster_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,4 +226,6 @@ if __name__ == "__main__":
     parser.add_argument("--topics", required=True, help="IN,T1,T2,OUT")
     parser.add_argument("--work", choices=("trivial", "real", "specialised"), default="trivial")
     parser.add_argument("--ready-file")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    parsed = parser.parse_args()
+    event_loop.run(main(parsed), parsed.loop)

@@ -18,6 +18,10 @@ variant consumes three topics and produces a fourth, as the shipped custom proce
   floor        e. the raw chain doing the worker's own work for the bench pipeline, written by hand for it
                   (``benchmarks/specialised_hops.py``: the same envelopes, trace and result records, nothing
                   generic): the most one process that keeps the pipeline semantics could do
+  raw-uvloop, faust-uvloop
+               g. the raw chain and the Faust chain (``faust -L uvloop``) on uvloop, as the worker runs by default
+  worker-asyncio
+               g. the worker on asyncio's own loop (``IA_EVENT_LOOP=asyncio``), as the chains run by default
   real-raw     d. the raw chain running the shipped pipeline's real steps by hand at each hop
   real-faust   d. the Faust chain running the same real steps at each hop
   real-worker  d. ``ia-modules worker`` on the shipped ``pipelines/custom_processing.json`` (no database)
@@ -89,6 +93,9 @@ VARIANTS: dict[str, str] = {
     "raw-2p": "f. raw chain, 2 processes",
     "faust-2p": "f. Faust chain, 2 processes",
     "worker-2p": "f. worker --processes 2",
+    "raw-uvloop": "g. raw chain on uvloop",
+    "faust-uvloop": "g. Faust chain on uvloop",
+    "worker-asyncio": "g. worker on asyncio's loop",
     "real-raw": "d. raw chain, real steps",
     "real-faust": "d. Faust chain, real steps",
     "real-worker": "d. worker, custom_processing",
@@ -386,13 +393,17 @@ def result_seq(value: dict[str, Any]) -> Any:
     return (value.get("input") or {}).get("seq")
 
 
-def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool, copies: int = 1) -> Launch:
+def chain_launch(
+    kind: str, broker: str, tag: str, work: Path, real: bool, copies: int = 1, uvloop: bool = False
+) -> Launch:
     """The Faust chain (``faust``), the raw chain (``raw``) or the raw chain doing the worker's work by hand
-    (``floor``); ``real`` runs the shipped pipeline's steps; ``copies`` processes of it in one group."""
+    (``floor``); ``real`` runs the shipped pipeline's steps; ``copies`` processes of it in one group; on uvloop
+    instead of asyncio's own loop."""
     names = [f"{tag}.{suffix}" for suffix in ("in", "t1", "t2", "out")]
     ready = work / "ready.json"
     if kind == "faust":
-        command = [str(BIN / "faust"), "-A", "benchmarks.faust_chain", "worker", "-l", "warn", "--without-web"]
+        command = [str(BIN / "faust"), "-A", "benchmarks.faust_chain", "-L", "uvloop" if uvloop else "aio",
+                   "worker", "-l", "warn", "--without-web"]  # fmt: skip
         env = _clean_env(BENCH_FAUST_BROKER=broker, BENCH_FAUST_APP_ID=f"{tag}-app",
                          BENCH_FAUST_TOPICS=",".join(names), BENCH_READY_FILE=str(ready),
                          BENCH_FAUST_DATADIR=str(work / "faust-data"),
@@ -400,7 +411,8 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool, copie
     else:
         chain_work = "specialised" if kind == "floor" else "real" if real else "trivial"
         command = [sys.executable, "-m", "benchmarks.raw_chain", "--broker", broker, "--group", tag, "--topics",
-                   ",".join(names), "--work", chain_work, "--ready-file", str(ready)]  # fmt: skip
+                   ",".join(names), "--work", chain_work, "--ready-file", str(ready),
+                   "--loop", "uvloop" if uvloop else "asyncio"]  # fmt: skip
         env = _clean_env()
     seq = result_seq if kind == "floor" else lambda value: value.get("seq")
     return Launch(command, env, work, names[0], names[3], [TopicSpec(name, PARTITIONS) for name in names],
@@ -408,7 +420,14 @@ def chain_launch(kind: str, broker: str, tag: str, work: Path, real: bool, copie
 
 
 def worker_launch(
-    broker: str, tag: str, work: Path, pipeline: Path, profile: Path | None, database: bool, processes: int = 1
+    broker: str,
+    tag: str,
+    work: Path,
+    pipeline: Path,
+    profile: Path | None,
+    database: bool,
+    processes: int = 1,
+    event_loop: str = "auto",
 ) -> Launch:
     pipelines_dir = work / "pipelines"
     pipelines_dir.mkdir()
@@ -422,6 +441,7 @@ def worker_launch(
     env = _clean_env(IA_BROKER=f"kafka://{broker}", IA_TOPIC_PREFIX=tag, IA_APP_ID=app_id,
                      IA_PIPELINES_DIR=str(pipelines_dir), IA_WEB_PORT=str(port), IA_SESSION_TIMEOUT_MS="2000",
                      IA_LOG_LEVEL="WARNING")  # fmt: skip
+    env["IA_EVENT_LOOP"] = event_loop
     env.update(WORKER_ENV)
     if not database:
         env["IA_DATABASE_URL"] = "none"
@@ -483,10 +503,11 @@ async def run_variant(
         if "worker" in variant:
             profile = profile_dir / f"{variant}.prof" if profile_dir is not None else None
             pipeline = CUSTOM_PIPELINE if real else BENCH_PIPELINE
-            launch = worker_launch(broker, tag, work, pipeline, profile, variant == "worker-db", copies)
+            event_loop = "asyncio" if variant.endswith("-asyncio") else "auto"
+            launch = worker_launch(broker, tag, work, pipeline, profile, variant == "worker-db", copies, event_loop)
         else:
-            kind = variant.removeprefix("real-").removesuffix("-2p")
-            launch = chain_launch(kind, broker, tag, work, real, copies)
+            kind = variant.removeprefix("real-").removesuffix("-2p").removesuffix("-uvloop")
+            launch = chain_launch(kind, broker, tag, work, real, copies, variant.endswith("-uvloop"))
         await ensure_topics(broker, launch.topics)
         result.preload_events_per_s = await preload(broker, launch.input_topic, records)
         reader = OutputReader(broker, launch.output_topic, len(records))
@@ -573,6 +594,11 @@ def ratios(results: list[Result]) -> dict[str, float]:
         "worker-2p/worker": ("worker-2p", "worker"),
         "worker-2p/faust": ("worker-2p", "faust"),
         "worker-2p/raw": ("worker-2p", "raw"),
+        "worker/faust-uvloop": ("worker", "faust-uvloop"),
+        "worker/raw-uvloop": ("worker", "raw-uvloop"),
+        "worker/worker-asyncio": ("worker", "worker-asyncio"),
+        "worker-asyncio/faust": ("worker-asyncio", "faust"),
+        "worker-asyncio/raw": ("worker-asyncio", "raw"),
         "real-worker/real-raw": ("real-worker", "real-raw"),
         "real-worker/real-faust": ("real-worker", "real-faust"),
     }

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .emission import DEFAULT_MAX_RECORD_BYTES
+from .event_loop import EventLoopChoice
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     )
     processes: int = Field(
         1, ge=1, le=256, description="worker processes on this machine, one consumer group; one uses one core"
+    )
+    event_loop: EventLoopChoice = Field(
+        "auto", description="auto: uvloop where it is installed (it is a dependency off Windows), else asyncio's"
     )
     database_timeout_s: float = Field(
         30.0, gt=0, description="a results-sink query or connection taking longer counts as a database outage"

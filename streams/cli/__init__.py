@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
+from ..event_loop import EventLoopUnavailable
 from ..settings import Settings, settings_problems
 from . import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
 from .output import err
@@ -39,4 +40,7 @@ def main() -> None:
             raise
         for line in settings_problems(exc):
             err.print(f"[red]error:[/red] {escape(line)}")
+        sys.exit(2)
+    except EventLoopUnavailable as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)

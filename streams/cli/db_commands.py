@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from ia_modules.database import DatabaseError, DatabaseManager, MigrationReport
 
+from .. import event_loop
 from ..embedded_db import EmbeddedPostgresUnavailable, database_url
 from ..settings import Settings
 from .output import err, json_line, write_stdout
@@ -91,7 +91,7 @@ def migrate(
     """Apply the pending V<n>__<name>.sql migrations on IA_DATABASE_URL (unset: the embedded PostgreSQL in
     .ia/pg) and print what was applied; exit 1 naming the file when one fails or was changed."""
     try:
-        asyncio.run(_migrate(path or [], as_json))
+        event_loop.run(_migrate(path or [], as_json), Settings().event_loop)
     except (DatabaseError, EmbeddedPostgresUnavailable) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.errors import PipelineConfigError
 from ia_modules.pipeline.loader import load_plan, pipeline_files
 
+from .. import event_loop
 from ..events_file import read_events
 from ..services import build_services
 from ..settings import Settings
@@ -182,7 +183,9 @@ def demo(
     settings = Settings()
     logging.basicConfig(level=logging.WARNING)
     try:
-        tallies = asyncio.run(run_in_process(settings) if in_process else run_streaming(settings))
+        tallies = event_loop.run(
+            run_in_process(settings) if in_process else run_streaming(settings), settings.event_loop
+        )
     except PipelineConfigError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None

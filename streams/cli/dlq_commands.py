@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import orjson
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from ia_modules.database import DatabaseError, DatabaseManager
 
+from .. import event_loop
 from ..cluster import bootstrap_servers
 from ..dead_letters import ReplayOutcome, list_letters, replay_letters
 from ..embedded_db import database_url
@@ -38,7 +38,7 @@ def list_command(
     settings = Settings()
     plan = load_pipeline(pipeline, settings).plan
     try:
-        rows = asyncio.run(_list(settings, plan.id, limit, as_json))
+        rows = event_loop.run(_list(settings, plan.id, limit, as_json), settings.event_loop)
     except DatabaseError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -86,7 +86,7 @@ def replay_command(
     plan = load_pipeline(pipeline, settings).plan
     topology = build_topology(plan, settings.topic_prefix, settings.app_id, settings.fuse)
     try:
-        outcomes = asyncio.run(_replay(settings, plan.id, topology, letter_id))
+        outcomes = event_loop.run(_replay(settings, plan.id, topology, letter_id), settings.event_loop)
     except (NoBrokerError, DatabaseError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

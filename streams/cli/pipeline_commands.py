@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.errors import PipelineConfigError, PipelineNotFoundError
 from ia_modules.pipeline.loader import find_pipeline, load_plan, pipeline_files
 
+from .. import event_loop
 from ..events_file import parse_event, read_events
 from ..services import ServicesError, build_services
 from ..settings import Settings
@@ -97,7 +97,7 @@ def run(
     if source is not None and not source.is_file():
         err.print(f"[red]error:[/red] --events: no file '{source}'")
         raise typer.Exit(2)
-    skipped = asyncio.run(_run_events(loaded, settings, single, source, explain))
+    skipped = event_loop.run(_run_events(loaded, settings, single, source, explain), settings.event_loop)
     if skipped:
         err.print(f"[yellow]{skipped} line(s) were not events and were not run[/yellow]")
         raise typer.Exit(1)

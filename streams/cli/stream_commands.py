@@ -16,6 +16,7 @@ from rich.table import Table
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.errors import PipelineConfigError
 
+from .. import event_loop
 from ..cluster import bootstrap_servers
 from ..embedded_broker import EmbeddedBrokerError
 from ..embedded_db import EmbeddedPostgresUnavailable
@@ -68,7 +69,8 @@ def worker(
 
     async def announce(started_up: asyncio.Event, what: str) -> None:
         await started_up.wait()
-        err.print(f"[green]{what} ready[/green] in {time.monotonic() - started:.2f}s; Ctrl-C stops it")
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
+        err.print(f"[green]{what} ready[/green] in {time.monotonic() - started:.2f}s on {loop}; Ctrl-C stops it")
 
     async def main() -> None:
         announcing = asyncio.create_task(announce(ready, "worker"))
@@ -88,7 +90,7 @@ def worker(
         err.print(f"{count} worker processes stopped")
 
     try:
-        asyncio.run(main() if count == 1 else supervise())
+        event_loop.run(main() if count == 1 else supervise(), settings.event_loop)
     except WorkerProcessesFailed as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -117,7 +119,7 @@ def publish(
         err.print(f"[red]error:[/red] no file '{file}'")
         raise typer.Exit(2)
     try:
-        sent, bad = asyncio.run(_publish(plan, settings, path))
+        sent, bad = event_loop.run(_publish(plan, settings, path), settings.event_loop)
     except NoBrokerError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -182,7 +184,7 @@ def consume(
     topology = _topology(plan, settings)
     topic = topology.dlq_topic if dlq else topology.output_topic
     try:
-        count = asyncio.run(_consume(settings, topic, from_beginning, limit, timeout))
+        count = event_loop.run(_consume(settings, topic, from_beginning, limit, timeout), settings.event_loop)
     except NoBrokerError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -240,3 +240,27 @@ def test_a_worker_that_cannot_serve_its_health_page_says_so_and_exits_2(tmp_path
     assert done.returncode == 2, done.stderr
     assert f"error: cannot serve /health on port {port} (IA_WEB_PORT): " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_event_loop_that_is_not_installed_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    """``IA_EVENT_LOOP=uvloop`` on a machine without uvloop (hidden from this process: it is a dependency)."""
+    without_uvloop = "import sys; sys.modules['uvloop'] = None; from streams.cli import main; main()"
+    environment = {**os.environ, "IA_EVENT_LOOP": "uvloop", "IA_DATABASE_URL": "none", "IA_WEB_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", without_uvloop, "worker", "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path,
+        env=environment, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "error: IA_EVENT_LOOP=uvloop but uvloop is not installed here (pip install uvloop; not on Windows)"
+    )
+    assert not (tmp_path / ".ia").exists(), "no embedded broker was started"
+
+
+def test_an_unknown_event_loop_setting_lists_the_choices() -> None:
+    done = subprocess.run(
+        [CLI, "worker"], cwd=ROOT, env={**os.environ, "IA_EVENT_LOOP": "trio"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: IA_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio' (got 'trio')"

@@ -23,17 +23,23 @@ pytestmark = pytest.mark.integration
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.json"))
 
 
-@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
-def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path, processes: int) -> None:
+@pytest.mark.parametrize(
+    ("processes", "event_loop"),
+    [(1, "auto"), (2, "auto"), (1, "asyncio")],
+    ids=["one-process", "two-processes", "asyncio-loop"],
+)
+def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path, processes: int, event_loop: str) -> None:
     """With IA_BROKER and IA_DATABASE_URL unset the worker starts the embedded broker and PostgreSQL in its
     folder (``server_dir``: an embedded server's data must live outside pytest's tmp_path); with two worker
-    processes, once, for both."""
+    processes, once, for both; on uvloop (the default) and on asyncio's own loop."""
     tmp_path = server_dir
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IA_")}
     env["IA_WEB_PORT"] = str(free_port())
+    env["IA_EVENT_LOOP"] = event_loop
     log = (tmp_path / "worker.log").open("wb")
     ready = b"worker ready" if processes == 1 else b"2 worker processes ready"
+    on_loop = b" on uvloop;" if event_loop == "auto" else b" on asyncio;"
     worker = subprocess.Popen(
         [CLI, "worker", "--processes", str(processes)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -43,6 +49,7 @@ def test_every_shipped_pipeline_runs_on_the_embedded_broker(server_dir: Path, pr
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, "worker not ready in 60 s"
             time.sleep(0.1)
+        assert on_loop in (tmp_path / "worker.log").read_bytes()
         for pipeline_id in SHIPPED:
             events_file = tmp_path / "pipelines" / f"{pipeline_id}.events.jsonl"
             events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
