@@ -52,8 +52,8 @@ def _report_json(report: MigrationReport, url: str) -> dict[str, Any]:
     }
 
 
-async def _migrate(paths: list[Path], as_json: bool) -> None:
-    async with database_url(Settings()) as (url, embedded):
+async def _migrate(settings: Settings, paths: list[Path], as_json: bool) -> None:
+    async with database_url(settings) as (url, embedded):
         manager = DatabaseManager(url)
         where = manager.url + (" (embedded)" if embedded else "")
         err.print(f"database: {escape(where)}", markup=True)
@@ -90,8 +90,9 @@ def migrate(
 ) -> None:
     """Apply the pending V<n>__<name>.sql migrations on IA_DATABASE_URL (unset: the embedded PostgreSQL in
     .ia/pg) and print what was applied; exit 1 naming the file when one fails or was changed."""
+    settings = Settings()
     try:
-        event_loop.run(_migrate(path or [], as_json), Settings().event_loop)
+        event_loop.run(_migrate(settings, path or [], as_json), settings.event_loop)
     except (DatabaseError, EmbeddedPostgresUnavailable) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -199,13 +199,21 @@ def test_graph_dot_renders_with_graphviz_and_boxes_each_stage_with_its_topic() -
     assert "result.quality_score &gt; parameters.quality_threshold" in svg
 
 
-def test_a_bad_setting_is_named_with_what_is_wrong_and_nothing_starts() -> None:
+@pytest.mark.parametrize(
+    ("setting", "value", "error"),
+    [
+        ("IA_PROCESSES", "0", "error: IA_PROCESSES: Input should be greater than or equal to 1 (got '0')"),
+        ("IA_EVENT_LOOP", "trio", "error: IA_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio' (got 'trio')"),
+    ],
+    ids=["a-number-out-of-range", "an-unknown-choice"],
+)
+def test_a_bad_setting_is_named_with_what_is_wrong_and_nothing_starts(setting: str, value: str, error: str) -> None:
     done = subprocess.run(
-        [CLI, "worker"], cwd=ROOT, env={**os.environ, "IA_PROCESSES": "0"},
+        [CLI, "worker"], cwd=ROOT, env={**os.environ, setting: value},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: IA_PROCESSES: Input should be greater than or equal to 1 (got '0')"
+    assert done.stderr.strip() == error
     assert not (ROOT / ".ia" / "broker.json").exists()
 
 
@@ -255,12 +263,3 @@ def test_an_event_loop_that_is_not_installed_is_named_and_nothing_starts(tmp_pat
         "error: IA_EVENT_LOOP=uvloop but uvloop is not installed here (pip install uvloop; not on Windows)"
     )
     assert not (tmp_path / ".ia").exists(), "no embedded broker was started"
-
-
-def test_an_unknown_event_loop_setting_lists_the_choices() -> None:
-    done = subprocess.run(
-        [CLI, "worker"], cwd=ROOT, env={**os.environ, "IA_EVENT_LOOP": "trio"},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip() == "error: IA_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio' (got 'trio')"
