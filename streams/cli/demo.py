@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -23,9 +22,7 @@ from .. import event_loop
 from ..events_file import read_events
 from ..services import build_services
 from ..settings import Settings
-from .output import err
-
-out = Console(highlight=False, soft_wrap=True)
+from .output import err, out
 
 DETAIL_CHARS = 150
 """How much of a result the demo prints on its one line."""

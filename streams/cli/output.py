@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+"""Tables and summaries for people on stdout (piped: 160 columns, not rich's 80, so that rows stay whole)."""
 
 
 def json_line(record: Any) -> bytes:

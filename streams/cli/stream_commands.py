@@ -31,7 +31,7 @@ from ..services import ServicesError
 from ..settings import Settings
 from ..supervisor import Supervisor, WorkerProcessesFailed
 from ..topology import Topology, build_topology
-from .output import err, json_line, write_stdout
+from .output import err, json_line, out, write_stdout
 from .pipeline_commands import load_pipeline
 
 
@@ -216,8 +216,8 @@ def topics(pipeline: Annotated[str, typer.Argument(help="pipeline file or id")])
     topology = _topology(plan, settings)
     table = Table(title=f"{plan.id}: {len(topology.stages)} stage(s), {topology.partitions} partitions per topic",
                   title_justify="left")  # fmt: skip
-    for column in ("topic", "role", "steps"):
-        table.add_column(column)
+    for column in ("topic", "role", "steps"):  # a narrow terminal folds names, never cuts them off
+        table.add_column(column, overflow="fold")
     for topic in topology.input_topics:
         table.add_row(topic, "input", f"runs stage {topology.start.name}")
     for stage in topology.stages.values():
@@ -226,9 +226,7 @@ def topics(pipeline: Annotated[str, typer.Argument(help="pipeline file or id")])
     table.add_row(topology.output_topic, "output", "one result record per run")
     table.add_row(topology.dlq_topic, "dead letters", "failed runs and bad input")
     table.add_row(topology.joins_topic, "join state (compacted)", ", ".join(sorted(topology.joins)) or "no joins")
-    from rich.console import Console
-
-    Console(soft_wrap=True).print(table)
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

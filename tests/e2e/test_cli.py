@@ -170,6 +170,46 @@ def test_graph_draws_mermaid_and_dot(shout: Path) -> None:
     assert '"s_upper" -> "s_reverse" [label="result.transformed_text starts_with \'H\'"];' in dot.stdout
 
 
+def test_topics_lists_every_topic_whole_with_its_role_and_steps() -> None:
+    done = cli("topics", "custom_processing")  # piped, as into grep: no name may be cut off
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("custom_processing: 4 stage(s), 4 partitions per topic\n")
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("│")}
+    assert list(rows) == [
+        "ia.custom_processing.input",
+        "ia.custom_processing.data_loader",
+        "ia.custom_processing.advanced_processor",
+        "ia.custom_processing.standard_processor",
+        "ia.custom_processing.output_formatter",
+        "ia.custom_processing.output",
+        "ia.custom_processing.dlq",
+        "ia-modules.custom_processing.joins-changelog",
+    ]
+    assert "runs stage data_loader" in rows["ia.custom_processing.input"]
+    assert "data_loader → data_cleaner → quality_checker" in rows["ia.custom_processing.data_loader"]
+    assert "join state (compacted)" in rows["ia-modules.custom_processing.joins-changelog"]
+    assert "…" not in done.stdout
+
+
+def test_topics_follow_the_topic_prefix_and_fuse_settings() -> None:
+    env = {**os.environ, "IA_TOPIC_PREFIX": "acme", "IA_APP_ID": "billing", "IA_FUSE": "0"}
+    done = subprocess.run([CLI, "topics", "custom_processing"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("custom_processing: 6 stage(s)")
+    for topic in ("acme.custom_processing.input", "acme.custom_processing.data_cleaner",
+                  "acme.custom_processing.output", "billing.custom_processing.joins-changelog"):  # fmt: skip
+        assert f"│ {topic} " in done.stdout
+
+
+def test_topics_of_an_unknown_pipeline_names_what_exists() -> None:
+    done = cli("topics", "no_such_pipeline")
+    assert done.returncode == 2
+    assert "no pipeline 'no_such_pipeline' in pipelines" in done.stderr
+    assert "custom_processing" in done.stderr
+    assert done.stdout == ""
+
+
 @pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["through-a-worker", "in-process"])
 def test_demo_runs_every_shipped_pipeline(mode: list[str]) -> None:
     done = cli("demo", *mode)
