@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     app_id: str = Field("ia-modules", description="consumer group and internal topic names")
     topic_prefix: str = Field("ia", description="prefix of every topic: <prefix>.<pipeline>.<stage>")
     replication_factor: int = Field(1, ge=1)
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health page")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
     services: str | None = Field(None, description="module:factory, an async factory returning a ServiceRegistry")

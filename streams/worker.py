@@ -29,7 +29,7 @@ from ia_modules.pipeline.services import ServiceRegistry
 
 from .cluster import bootstrap_servers, cluster_id
 from .commit_gate import CommitGate
-from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission, max_request_bytes
 from .join_changelog import restore_joins
 from .kafka_admin import ensure_topics, topic_specs
 from .metadata_backoff import pause_after_failed_metadata_updates
@@ -152,7 +152,7 @@ class Worker:
             acks="all",
             linger_ms=2,
             max_batch_size=512 * 1024,
-            max_request_size=max(1024 * 1024, options.max_record_bytes + 64 * 1024),
+            max_request_size=max_request_bytes(options.max_record_bytes),
             enable_idempotence=False,
         )
         pause_after_failed_metadata_updates(self._producer.client, METADATA_RETRY_BACKOFF_S)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,8 +20,9 @@ from .. import event_loop
 from ..cluster import bootstrap_servers
 from ..embedded_broker import EmbeddedBrokerError
 from ..embedded_db import EmbeddedPostgresUnavailable
-from ..emission import Emission
+from ..emission import Emission, max_request_bytes
 from ..events_file import read_events
+from ..kafka_admin import TopicMismatchError, ensure_topics, topic_specs
 from ..log_repeats import RepeatedLines
 from ..publishing import event_emission
 from ..reading import read_records
@@ -33,6 +34,9 @@ from ..supervisor import Supervisor, WorkerProcessesFailed
 from ..topology import Topology, build_topology
 from .output import err, json_line, out, write_stdout
 from .pipeline_commands import load_pipeline
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
 
 
 def _topology(plan: PipelinePlan, settings: Settings) -> Topology:
@@ -100,7 +104,7 @@ def worker(
     except PipelineConfigError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
-    except (FileNotFoundError, ServicesError) as exc:
+    except (FileNotFoundError, ServicesError, TopicMismatchError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
@@ -111,7 +115,8 @@ def publish(
 ) -> None:
     """Publish events (JSON lines) to the pipeline's input topic, keyed as the worker keys them.
 
-    Lines that are not JSON objects are reported with their line number and not sent (exit 1)."""
+    Lines that are not JSON objects, or larger than a record may be (IA_MAX_RECORD_BYTES), are reported with their
+    line number and not sent (exit 1); every other line is sent."""
     settings = Settings()
     plan = load_pipeline(pipeline, settings).plan
     path = None if file == "-" else Path(file)
@@ -120,24 +125,31 @@ def publish(
         raise typer.Exit(2)
     try:
         sent, bad = event_loop.run(_publish(plan, settings, path), settings.event_loop)
-    except NoBrokerError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except (NoBrokerError, PublishRefused, TopicMismatchError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     err.print(f"published {sent} event(s) to {_topology(plan, settings).input_topics[0]}")
     if bad:
-        err.print(f"[yellow]{bad} line(s) were not events and were not sent[/yellow]")
+        err.print(f"[yellow]{bad} line(s) were not sent[/yellow]")
         raise typer.Exit(1)
+
+
+class PublishRefused(Exception):
+    """The broker refused events that were handed to it."""
 
 
 async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) -> tuple[int, int]:
     from aiokafka import AIOKafkaProducer
 
-    from ..producer import produce
-
     broker = await broker_for_clients(settings)
     topology = _topology(plan, settings)
+    # before a worker did: a broker that creates topics on first use would give them its default partition count
+    await ensure_topics(broker, topic_specs(topology), settings.replication_factor)
     total = await asyncio.to_thread(_count_lines, path) if path else None
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
+    limit = settings.max_record_bytes
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5, max_request_size=max_request_bytes(limit)
+    )
     await producer.start()
     sent = bad = 0
     label = str(path) if path else "<stdin>"
@@ -154,14 +166,35 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) ->
                     err.print(f"{label}:{line.line}: {line.problem}", markup=False)
                     bad += 1
                     continue
-                chunk.append(event_emission(plan, topology, line.event, sent + len(chunk)))
+                emission = event_emission(plan, topology, line.event, sent + len(chunk))
+                size = len(emission.value or b"")
+                if size > limit:  # the worker could not carry it, and the broker may refuse its whole batch
+                    err.print(f"{label}:{line.line}: the event is {size:,} bytes, over the {limit:,} a record may "
+                              "have (IA_MAX_RECORD_BYTES)", markup=False)  # fmt: skip
+                    bad += 1
+                    continue
+                chunk.append(emission)
                 if len(chunk) >= 1000:
-                    sent += await produce(producer, chunk)
+                    sent += await _produce(producer, chunk, sent)
                     chunk = []
-            sent += await produce(producer, chunk)
+            sent += await _produce(producer, chunk, sent)
     finally:
         await producer.stop()
     return sent, bad
+
+
+async def _produce(producer: AIOKafkaProducer, chunk: list[Emission], sent: int) -> int:
+    from aiokafka.errors import KafkaError
+
+    from ..producer import produce
+
+    try:
+        return await produce(producer, chunk)
+    except KafkaError as exc:
+        raise PublishRefused(
+            f"the broker refused events of the next {len(chunk)} line(s) ({type(exc).__name__}: {exc}); "
+            f"{sent} event(s) before them were published"
+        ) from None
 
 
 def _count_lines(path: Path) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_broker import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "ia-modules")
 
@@ -244,8 +246,9 @@ def test_graph_dot_renders_with_graphviz_and_boxes_each_stage_with_its_topic() -
     [
         ("IA_PROCESSES", "0", "error: IA_PROCESSES: Input should be greater than or equal to 1 (got '0')"),
         ("IA_EVENT_LOOP", "trio", "error: IA_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio' (got 'trio')"),
+        ("IA_WEB_PORT", "0", "error: IA_WEB_PORT: Input should be greater than or equal to 1 (got '0')"),
     ],
-    ids=["a-number-out-of-range", "an-unknown-choice"],
+    ids=["a-number-out-of-range", "an-unknown-choice", "port-zero"],
 )
 def test_a_bad_setting_is_named_with_what_is_wrong_and_nothing_starts(setting: str, value: str, error: str) -> None:
     done = subprocess.run(
@@ -261,7 +264,7 @@ def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_
     """The services factory is loaded in each worker process: its error is printed, the others are stopped,
     and the command exits 2 rather than starting them again and again."""
     environment = {**os.environ, "IA_BROKER": "kafka://127.0.0.1:1", "IA_DATABASE_URL": "none",
-                   "IA_SERVICES": "no_such_module:factory", "IA_WEB_PORT": "0"}  # fmt: skip
+                   "IA_SERVICES": "no_such_module:factory", "IA_WEB_PORT": str(free_port())}  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(
         [CLI, "worker", "--processes", "2", "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path,
@@ -293,7 +296,7 @@ def test_a_worker_that_cannot_serve_its_health_page_says_so_and_exits_2(tmp_path
 def test_an_event_loop_that_is_not_installed_is_named_and_nothing_starts(tmp_path: Path) -> None:
     """``IA_EVENT_LOOP=uvloop`` on a machine without uvloop (hidden from this process: it is a dependency)."""
     without_uvloop = "import sys; sys.modules['uvloop'] = None; from streams.cli import main; main()"
-    environment = {**os.environ, "IA_EVENT_LOOP": "uvloop", "IA_DATABASE_URL": "none", "IA_WEB_PORT": "0"}
+    environment = {**os.environ, "IA_EVENT_LOOP": "uvloop", "IA_DATABASE_URL": "none", "IA_WEB_PORT": str(free_port())}
     done = subprocess.run(
         [sys.executable, "-c", without_uvloop, "worker", "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path,
         env=environment, capture_output=True, text=True, timeout=60, check=False,

@@ -27,6 +27,7 @@ from streams.embedded_broker import (
     EmbeddedBrokerError,
     embedded_broker,
     find_recorded_broker,
+    free_port,
     pid_alive,
     read_broker_record,
     recorded_broker_address,
@@ -155,7 +156,7 @@ async def test_a_second_worker_in_the_folder_names_the_running_broker_and_starts
     """As a user meets it: ``ia-modules worker`` in a folder whose embedded broker already runs."""
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IA_")}
-    env.update(IA_DATABASE_URL="none", IA_WEB_PORT="0")
+    env.update(IA_DATABASE_URL="none", IA_WEB_PORT=str(free_port()))
     async with embedded_broker(tmp_path / ".ia") as address:
         done = await asyncio.to_thread(
             subprocess.run, [CLI, "worker"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60

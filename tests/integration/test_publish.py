@@ -1,0 +1,117 @@
+"""``ia-modules publish`` and the worker's topic checks on a real Apache Kafka, whose default limits and topic
+auto-creation the embedded broker does not have."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.integration.streaming_support import (
+    CLI,
+    ROOT,
+    Namespace,
+    collect,
+    pipelines_dir_with,
+    publish,
+    topic_record_count,
+)
+from tests.kafka_broker import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``ia-modules ARGS`` as a user runs it, off the test's event loop."""
+    return await asyncio.to_thread(
+        subprocess.run, [CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+async def partition_counts(broker: str, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()
+
+
+async def test_an_event_larger_than_a_record_may_be_is_named_and_nothing_else_is_lost(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events = [{"customer_id": "c1", "seq": 0, "text": "a" * 50_000},
+              {"customer_id": "c1", "seq": 1, "text": "b" * 1_200_000},  # over Kafka's own 1 MB default too
+              {"customer_id": "c1", "seq": 2, "text": "small"}]  # fmt: skip
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("".join(json.dumps(event) + "\n" for event in events))
+    namespace = Namespace.fresh(kafka_broker)
+    done = publish(namespace, "custom_processing", events_file, folder)
+    assert done.returncode == 1, done.stderr
+    assert f"{events_file}:2: the event is 1,200,0" in done.stderr
+    assert "bytes, over the 1,000,000 a record may have (IA_MAX_RECORD_BYTES)" in done.stderr
+    assert "published 2 event(s)" in done.stderr
+    assert "Traceback" not in done.stderr
+    topic = namespace.topic("custom_processing", "input")
+    published = await collect(kafka_broker, topic, 2)
+    assert sorted(event["seq"] for event in published) == [0, 2]  # same key, same batch: both still sent
+    assert (await topic_record_count(kafka_broker, [topic]))[topic] == 2
+
+
+async def test_a_broker_that_refuses_a_batch_is_reported_without_a_traceback(kafka_broker: str, tmp_path: Path) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text(json.dumps({"customer_id": "c1", "text": "b" * 1_200_000}) + "\n")
+    namespace = Namespace.fresh(kafka_broker)
+    env = namespace.env(folder, IA_MAX_RECORD_BYTES="2000000")  # above the broker's message.max.bytes
+    done = await run_cli(["publish", "custom_processing", str(events_file)], env, ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "error: the broker refused events of the next 1 line(s) (MessageSizeTooLargeError" in done.stderr
+    assert "0 event(s) before them were published" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_publish_before_any_worker_creates_the_topics_with_the_pipelines_partitions(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    pipeline = orjson.loads((ROOT / "pipelines" / "custom_processing.json").read_bytes())
+    pipeline["stream"]["partitions"] = 3  # the broker would create a topic on first use with 4 (num.partitions)
+    (folder / "custom_processing.json").write_bytes(orjson.dumps(pipeline))
+    events_file = ROOT / "pipelines" / "custom_processing.events.jsonl"
+    count = sum(1 for line in events_file.read_text().splitlines() if line.strip())
+    namespace = Namespace.fresh(kafka_broker)
+    done = publish(namespace, "custom_processing", events_file, folder)
+    assert done.returncode == 0, done.stderr
+    topics = [namespace.topic("custom_processing", suffix) for suffix in ("input", "data_loader", "output", "dlq")]
+    assert await partition_counts(kafka_broker, topics) == dict.fromkeys(topics, 3)
+    assert (await topic_record_count(kafka_broker, topics[:1]))[topics[0]] == count
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_a_worker_on_a_topic_with_another_partition_count_says_which_and_exits_2(
+    kafka_broker: str, tmp_path: Path, processes: str
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    namespace = Namespace.fresh(kafka_broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(namespace.topic("custom_processing", "input"), 2, 1)])
+    finally:
+        await admin.close()
+    env = namespace.env(folder, IA_PROCESSES=processes, IA_WEB_PORT=str(free_port()))
+    done = await run_cli(["worker"], env, tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert (
+        f"error: topic '{namespace.topic('custom_processing', 'input')}' has 2 partitions, its pipeline needs 4"
+        in done.stderr
+    )
+    assert "Traceback" not in done.stderr
