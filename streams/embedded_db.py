@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from ia_modules.database import DatabaseError
 from streams.child_processes import process_running
 from streams.settings import Settings
 
@@ -137,6 +138,10 @@ class EmbeddedPostgres:
         await self.stop()
 
 
+DATABASE_OFF = frozenset({"none", "off"})
+"""``IA_DATABASE_URL`` values that mean: no database, results only on the output topic."""
+
+
 @asynccontextmanager
 async def database_url(
     settings: Settings | None = None, data_dir: Path | str = DEFAULT_DATA_DIR
@@ -144,7 +149,13 @@ async def database_url(
     """``(url, embedded)``: ``IA_DATABASE_URL`` when set, else the embedded server's, running for the block."""
     configured = (settings or Settings()).database_url
     if configured is not None:
-        yield configured.get_secret_value(), False
+        url = configured.get_secret_value()
+        if url.strip().lower() in DATABASE_OFF:
+            raise DatabaseError(
+                f"IA_DATABASE_URL={url.strip()} turns the database off, and this command reads it: set it to a "
+                "postgresql:// URL, or unset it for the embedded PostgreSQL"
+            )
+        yield url, False
         return
     async with EmbeddedPostgres(data_dir) as url:
         yield url, True

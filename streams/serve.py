@@ -18,7 +18,7 @@ from ia_modules.pipeline.loader import load_plan, pipeline_files
 
 from .app import create_app
 from .embedded_broker import embedded_broker, find_recorded_broker
-from .embedded_db import database_url
+from .embedded_db import DATABASE_OFF, database_url
 from .services import build_services
 from .settings import Settings
 from .sink import ResultsSink
@@ -48,6 +48,8 @@ def web_port_problem(port: int) -> str | None:
 
 def load_plans(directory: Path) -> list[PipelinePlan]:
     """Every pipeline of ``directory``; PipelineConfigError for the first invalid one."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no folder {directory} (--pipelines or IA_PIPELINES_DIR)")
     plans = [load_plan(file) for file in pipeline_files(directory)]
     if not plans:
         raise FileNotFoundError(f"no pipeline files (*.json) in {directory}")
@@ -62,10 +64,6 @@ async def broker_for_clients(settings: Settings) -> str:
     if recorded is None:
         raise NoBrokerError("no broker: set IA_BROKER=kafka://host:port, or start `ia-modules worker` in this folder")
     return recorded
-
-
-DATABASE_OFF = frozenset({"none", "off"})
-"""``IA_DATABASE_URL`` values that mean: no database, results only on the output topic."""
 
 
 @contextlib.asynccontextmanager

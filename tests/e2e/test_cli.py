@@ -284,6 +284,18 @@ def test_a_broker_that_does_not_answer_is_named_without_a_traceback(command: lis
     assert "Unclosed" not in done.stderr
 
 
+@pytest.mark.parametrize(("folder", "error"), [("missing", "error: no folder {path} (--pipelines or IA_PIPELINES_DIR)"),
+                                              ("empty", "error: no pipeline files (*.json) in {path}")])  # fmt: skip
+def test_a_worker_without_pipelines_says_why_and_starts_nothing(tmp_path: Path, folder: str, error: str) -> None:
+    path = tmp_path / folder
+    if folder == "empty":
+        path.mkdir()
+    done = cli("worker", "--pipelines", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == error.format(path=path)
+    assert not (tmp_path / ".ia").exists()
+
+
 def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_path: Path) -> None:
     """The services factory is loaded in each worker process: its error is printed, the others are stopped,
     and the command exits 2 rather than starting them again and again."""

@@ -69,6 +69,18 @@ def test_migrate_rejects_a_missing_directory(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("command", "exit_code"),
+    [(["migrate"], 1), (["dlq", "list", "custom_processing"], 2)],
+    ids=["migrate", "dlq-list"],
+)
+def test_a_command_that_reads_the_database_says_when_it_is_turned_off(command: list[str], exit_code: int) -> None:
+    result = CliRunner().invoke(app, command, env={"IA_DATABASE_URL": "none"})
+    assert result.exit_code == exit_code, result.output
+    assert "IA_DATABASE_URL=none turns the database off, and this command reads it" in result.stderr
+    assert "unsupported database URL scheme" not in result.stderr
+
+
 def test_migrate_with_a_wrong_password_never_prints_it(postgres_server: PostgresForTests, postgres_url: str) -> None:
     if postgres_server.password_login is None:
         pytest.skip("no password-checked role on this server")
