@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,17 +45,47 @@ def _lines(stream: IO[bytes]) -> Iterator[EventLine]:
 
 async def read_events(path: Path | None, batch: int = 1000) -> AsyncIterator[EventLine]:
     """Lines of ``path`` (or standard input when None), read in batches in a thread."""
-    import sys
-
-    stream: IO[bytes] = await asyncio.to_thread(path.open, "rb") if path else sys.stdin.buffer
+    if path is None:
+        async for line in _stdin_events(batch):
+            yield line
+        return
+    stream: IO[bytes] = await asyncio.to_thread(path.open, "rb")
     try:
         lines = _lines(stream)
-        while True:
-            chunk = await asyncio.to_thread(lambda: [line for _, line in zip(range(batch), lines, strict=False)])
-            if not chunk:
-                return
+        while chunk := await asyncio.to_thread(lambda: list(islice(lines, batch))):
             for line in chunk:
                 yield line
     finally:
-        if path:
-            await asyncio.to_thread(stream.close)
+        await asyncio.to_thread(stream.close)
+
+
+async def _stdin_events(batch: int) -> AsyncIterator[EventLine]:
+    """Standard input's lines, read by a daemon thread of its own: a read that waits for a writer that never
+    writes again must not hold up the command's exit (the event loop's own threads are waited for)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[list[EventLine] | BaseException] = asyncio.Queue(maxsize=2)
+
+    def pump() -> None:
+        # its own file object: a read still waiting at exit holds its object's lock, and Python's own sys.stdin
+        # must stay free for the interpreter to shut down
+        stream = open(os.dup(sys.stdin.fileno()), "rb")
+        lines = _lines(stream)
+        while True:
+            try:
+                chunk: list[EventLine] | BaseException = list(islice(lines, batch))
+            except BaseException as exc:  # handed over: the reader raises it
+                chunk = exc
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()  # waits while the queue is full
+            except RuntimeError:  # the loop closed: nobody reads any more
+                return
+            if not chunk or isinstance(chunk, BaseException):
+                stream.close()
+                return
+
+    threading.Thread(target=pump, name="stdin-events", daemon=True).start()
+    while chunk := await chunks.get():
+        if isinstance(chunk, BaseException):
+            raise chunk
+        for line in chunk:
+            yield line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -129,14 +130,22 @@ def publish(
     if path is not None and not path.is_file():
         err.print(f"[red]error:[/red] no file '{file}'")
         raise typer.Exit(2)
+    topic = _topology(plan, settings).input_topics[0]
+    tally = PublishTally()
+    # the client retries on its own (a new topic's leader not ready yet) and says so at WARNING; what fails for
+    # good comes back here as an error
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
-        sent, bad = event_loop.run(_publish(plan, settings, path), settings.event_loop)
+        event_loop.run(_publish(plan, settings, path, tally), settings.event_loop)
     except (NoBrokerError, PublishRefused, TopicMismatchError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    err.print(f"published {sent} event(s) to {_topology(plan, settings).input_topics[0]}")
-    if bad:
-        err.print(f"[yellow]{bad} line(s) were not sent[/yellow]")
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {tally.sent} event(s) were published to {topic}; the lines after them were not")
+        raise typer.Exit(130) from None
+    err.print(f"published {tally.sent} event(s) to {topic}")
+    if tally.bad:
+        err.print(f"[yellow]{tally.bad} line(s) were not sent[/yellow]")
         raise typer.Exit(1)
 
 
@@ -144,7 +153,15 @@ class PublishRefused(Exception):
     """The broker refused events that were handed to it."""
 
 
-async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) -> tuple[int, int]:
+@dataclass
+class PublishTally:
+    """Events the broker acknowledged, and lines not sent, so far (what an interrupted publish reports)."""
+
+    sent: int = 0
+    bad: int = 0
+
+
+async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None, tally: PublishTally) -> None:
     from aiokafka import AIOKafkaProducer
 
     broker = await broker_for_clients(settings)
@@ -157,7 +174,6 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) ->
         bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5, max_request_size=max_request_bytes(limit)
     )
     await producer.start()
-    sent = bad = 0
     label = str(path) if path else "<stdin>"
     try:
         with Progress(
@@ -170,23 +186,22 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None) ->
                 progress.advance(task)
                 if line.event is None:
                     err.print(f"{label}:{line.line}: {line.problem}", markup=False)
-                    bad += 1
+                    tally.bad += 1
                     continue
-                emission = event_emission(plan, topology, line.event, sent + len(chunk))
+                emission = event_emission(plan, topology, line.event, tally.sent + len(chunk))
                 size = len(emission.value or b"")
                 if size > limit:  # the worker could not carry it, and the broker may refuse its whole batch
                     err.print(f"{label}:{line.line}: the event is {size:,} bytes, over the {limit:,} a record may "
                               "have (IA_MAX_RECORD_BYTES)", markup=False)  # fmt: skip
-                    bad += 1
+                    tally.bad += 1
                     continue
                 chunk.append(emission)
                 if len(chunk) >= 1000:
-                    sent += await _produce(producer, chunk, sent)
+                    tally.sent += await _produce(producer, chunk, tally.sent)
                     chunk = []
-            sent += await _produce(producer, chunk, sent)
+            tally.sent += await _produce(producer, chunk, tally.sent)
     finally:
         await producer.stop()
-    return sent, bad
 
 
 async def _produce(producer: AIOKafkaProducer, chunk: list[Emission], sent: int) -> int:

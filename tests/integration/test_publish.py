@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -115,3 +116,32 @@ async def test_a_worker_on_a_topic_with_another_partition_count_says_which_and_e
         in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def default_sigint() -> None:
+    """Ctrl-C as in a terminal: a test run started in the background ignores SIGINT, and its children would too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+async def test_an_interrupted_publish_says_how_many_events_were_published(kafka_broker: str, tmp_path: Path) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    namespace = Namespace.fresh(kafka_broker)
+    topic = namespace.topic("custom_processing", "input")
+    process = await asyncio.create_subprocess_exec(
+        CLI, "publish", "custom_processing", "-", cwd=ROOT, env=namespace.env(folder),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
+    assert process.stdin is not None
+    process.stdin.write(b"".join(orjson.dumps({"customer_id": f"c{i}", "text": "hi"}) + b"\n" for i in range(1000)))
+    await process.stdin.drain()  # and kept open: the command waits for more lines, as with a producer still writing
+    for _ in range(300):
+        if (await topic_record_count(kafka_broker, [topic]))[topic] == 1000:
+            break
+        await asyncio.sleep(0.1)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr_bytes = await asyncio.wait_for(process.communicate(), 30)
+    stderr = stderr_bytes.decode()
+    assert process.returncode == 130, stderr
+    assert f"interrupted: 1000 event(s) were published to {topic}; the lines after them were not" in stderr
+    assert "Traceback" not in stderr
