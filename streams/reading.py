@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .cluster import bootstrap_servers
+
+TOPIC_POLL_S = 0.5
+"""How often a reader looks for a topic that does not exist yet."""
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -32,21 +36,31 @@ async def end_offsets(broker: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_records(
+async def read_record_batches(
     broker: str,
     topic: str,
     *,
     start: dict[int, int] | str = "end",
     limit: int | None = None,
     idle_s: float = 10.0,
-) -> AsyncIterator[dict[str, Any]]:
-    """Decoded records of ``topic`` from ``start`` (``"beginning"``, ``"end"`` or offsets by partition), until
-    ``limit`` came or ``idle_s`` passed without a new one."""
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Decoded records of ``topic`` from ``start`` (``"beginning"``, ``"end"`` or offsets by partition), a batch
+    as each fetch brings them (a live reader shows each at once), until ``limit`` came or ``idle_s`` passed without
+    a new one. A topic that does not exist yet is waited for, within ``idle_s``; once it does, all of it is new,
+    so ``"end"`` reads it from its beginning."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False)
     count = 0
     try:
         await consumer.start()
+        idle_since = time.monotonic()
         tps = await topic_partitions(consumer, topic)
+        while not tps:
+            if time.monotonic() - idle_since >= idle_s:
+                return
+            await asyncio.sleep(TOPIC_POLL_S)
+            tps = await topic_partitions(consumer, topic)
+            if tps and start == "end":
+                start = "beginning"
         consumer.assign(tps)
         if start == "beginning":
             await consumer.seek_to_beginning(*tps)
@@ -56,18 +70,18 @@ async def read_records(
             assert isinstance(start, dict)
             for tp in tps:
                 consumer.seek(tp, start.get(tp.partition, 0))
-        idle_since = time.monotonic()
         while limit is None or count < limit:
             left = idle_s - (time.monotonic() - idle_since)
             if left <= 0:
                 return
-            batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
-            for records in batch.values():
-                for record in records:
-                    idle_since = time.monotonic()
-                    yield orjson.loads(record.value or b"null")
-                    count += 1
-                    if limit is not None and count >= limit:
-                        return
+            fetched = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            records = [orjson.loads(r.value or b"null") for batch in fetched.values() for r in batch]
+            if not records:
+                continue
+            idle_since = time.monotonic()
+            if limit is not None:
+                records = records[: limit - count]
+            count += len(records)
+            yield records
     finally:
         await consumer.stop()

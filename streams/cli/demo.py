@@ -105,7 +105,7 @@ async def run_streaming(settings: Settings) -> list[Tally]:
     from ..cluster import bootstrap_servers
     from ..producer import produce
     from ..publishing import event_emission
-    from ..reading import end_offsets, read_records
+    from ..reading import end_offsets, read_record_batches
     from ..serve import broker_for_worker, load_plans
     from ..worker import Worker, WorkerOptions
 
@@ -128,7 +128,7 @@ async def run_streaming(settings: Settings) -> list[Tally]:
             try:
                 for runtime in worker.runtimes:
                     tallies.append(await _stream_one(runtime, broker, producer, produce, event_emission,
-                                                     end_offsets, read_records))  # fmt: skip
+                                                     end_offsets, read_record_batches))  # fmt: skip
             finally:
                 await producer.stop()
                 worker.stop()
@@ -139,7 +139,7 @@ async def run_streaming(settings: Settings) -> list[Tally]:
 
 
 async def _stream_one(runtime: Any, broker: str, producer: Any, produce: Any, event_emission: Any,
-                      end_offsets: Any, read_records: Any) -> Tally:  # fmt: skip
+                      end_offsets: Any, read_record_batches: Any) -> Tally:  # fmt: skip
     plan, topology = runtime.plan, runtime.topology
     file = Path(plan.source)
     events_file = events_file_for(file)
@@ -158,10 +158,12 @@ async def _stream_one(runtime: Any, broker: str, producer: Any, produce: Any, ev
         emissions.append(event_emission(plan, topology, line.event, len(emissions)))
     started = time.perf_counter()
     await produce(producer, emissions)
-    async for record in read_records(broker, topology.output_topic, start=start, limit=len(emissions), idle_s=30):
-        tally.events += 1
-        tally.statuses[record["status"]] = tally.statuses.get(record["status"], 0) + 1
-        out.print(_result_line(record["status"], record["outputs"], record["error"]))
+    output = topology.output_topic
+    async for records in read_record_batches(broker, output, start=start, limit=len(emissions), idle_s=30):
+        for record in records:
+            tally.events += 1
+            tally.statuses[record["status"]] = tally.statuses.get(record["status"], 0) + 1
+            out.print(_result_line(record["status"], record["outputs"], record["error"]))
     tally.seconds = time.perf_counter() - started
     if tally.events < len(emissions):
         err.print(f"[red]{plan.id}: {len(emissions) - tally.events} result(s) did not arrive within 30 s[/red]")

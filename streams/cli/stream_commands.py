@@ -26,7 +26,7 @@ from ..events_file import read_events
 from ..kafka_admin import TopicMismatchError, ensure_topics, topic_specs
 from ..log_repeats import RepeatedLines
 from ..publishing import event_emission
-from ..reading import read_records
+from ..reading import read_record_batches
 from ..retried_errors import RetriedErrorsAsWarnings
 from ..serve import NoBrokerError, broker_for_clients, serve, web_port_problem
 from ..services import ServicesError
@@ -250,16 +250,10 @@ def consume(
 async def _consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, idle_s: float) -> int:
     broker = await broker_for_clients(settings)
     count = 0
-    lines: list[bytes] = []
     start = "beginning" if from_beginning else "end"
-    async for record in read_records(broker, topic, start=start, limit=limit, idle_s=idle_s):
-        lines.append(json_line(record))
-        count += 1
-        if len(lines) >= 100:
-            await write_stdout(b"".join(lines))
-            lines = []
-    if lines:
-        await write_stdout(b"".join(lines))
+    async for records in read_record_batches(broker, topic, start=start, limit=limit, idle_s=idle_s):
+        await write_stdout(b"".join(map(json_line, records)))  # each batch at once: a live reader sees it now
+        count += len(records)
     return count
 
 
