@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ia_modules.database import DatabaseError
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.errors import PipelineConfigError
 
@@ -105,7 +106,7 @@ def worker(
     except WorkerProcessesFailed as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    except (EmbeddedBrokerError, EmbeddedPostgresUnavailable) as exc:
+    except (EmbeddedBrokerError, EmbeddedPostgresUnavailable, DatabaseError) as exc:  # the URL's password masked
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except PipelineConfigError as exc:

@@ -296,6 +296,19 @@ def test_a_worker_without_pipelines_says_why_and_starts_nothing(tmp_path: Path, 
     assert not (tmp_path / ".ia").exists()
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_database_that_does_not_answer_is_named_without_its_password(tmp_path: Path, processes: str) -> None:
+    url = f"postgresql://ia:s3cret-pw@127.0.0.1:{free_port()}/ia"  # nothing listens there
+    environment = {**os.environ, "IA_DATABASE_URL": url, "IA_PROCESSES": processes, "IA_WEB_PORT": str(free_port())}
+    done = subprocess.run([CLI, "worker", "--pipelines", str(ROOT / "pipelines")], cwd=tmp_path, env=environment,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"error: connecting to {url.replace(':s3cret-pw@', ':***@')} failed: ConnectionRefusedError" in done.stderr
+    assert "s3cret-pw" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".ia" / "broker.json").exists(), "the embedded broker was stopped"
+
+
 def test_worker_processes_that_fail_on_their_configuration_stop_the_command(tmp_path: Path) -> None:
     """The services factory is loaded in each worker process: its error is printed, the others are stopped,
     and the command exits 2 rather than starting them again and again."""
