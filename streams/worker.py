@@ -22,22 +22,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.services import ServiceRegistry
 
 from .cluster import bootstrap_servers, cluster_id
 from .commit_gate import CommitGate
-from .emission import DEFAULT_MAX_RECORD_BYTES, Emission, max_request_bytes
+from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
 from .join_changelog import restore_joins
 from .kafka_admin import ensure_topics, topic_specs
-from .metadata_backoff import pause_after_failed_metadata_updates
 from .pipeline_runtime import PipelineRuntime
 from .producer import SendQueue, Sent, produce
 from .records import now_ms
 from .sink import FinishedRun, ResultsSink
 from .topology import Stage
+from .worker_clients import worker_consumer, worker_producer
 
 logger = logging.getLogger("ia_modules.streams.worker")
 
@@ -52,9 +51,6 @@ batches plus the one running)."""
 
 FAILED_JOIN_RETENTION_MS = 7 * 24 * 3600 * 1000
 """How long a join that fired ``fail`` is kept, for a replay of its run from the dead-letter queue."""
-
-METADATA_RETRY_BACKOFF_S = 0.1
-"""The pause after a failed metadata update (aiokafka's own ``retry_backoff_ms`` default)."""
 
 
 @dataclass
@@ -147,35 +143,10 @@ class Worker:
         if created:
             logger.info("created %d topics", len(created))
         servers = bootstrap_servers(self.broker)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=servers,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=512 * 1024,
-            max_request_size=max_request_bytes(options.max_record_bytes),
-            enable_idempotence=False,
-        )
-        pause_after_failed_metadata_updates(self._producer.client, METADATA_RETRY_BACKOFF_S)
+        self._producer = worker_producer(servers, options.max_record_bytes)
         await self._producer.start()
         self._sends = SendQueue(self._producer)
-        session = options.session_timeout_ms
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            group_id=options.app_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=session,
-            heartbeat_interval_ms=max(100, session // 5),
-            rebalance_timeout_ms=max(session, 10_000),
-            max_poll_interval_ms=300_000,
-            fetch_max_wait_ms=options.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            check_crcs=False,  # librdkafka's default too: the broker checked them on produce. Checking costs
-            # ~3 % of the worker's CPU, and a failed check would stop the worker at that record for good;
-            # damage that breaks the JSON sends the record to the dead-letter queue with its bytes instead
-        )
-        pause_after_failed_metadata_updates(self._consumer._client, METADATA_RETRY_BACKOFF_S)
+        self._consumer = worker_consumer(servers, options.app_id, options.session_timeout_ms, options.fetch_max_wait_ms)
         self.gate = CommitGate(self._consumer, self.sink)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()
