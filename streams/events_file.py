@@ -14,6 +14,9 @@ from typing import IO, Any
 
 import orjson
 
+UTF8_BOM = b"\xef\xbb\xbf"
+"""What some editors put in front of a UTF-8 file; not part of the first event."""
+
 
 @dataclass(frozen=True)
 class EventLine:
@@ -37,6 +40,8 @@ def parse_event(raw: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
 
 def _lines(stream: IO[bytes]) -> Iterator[EventLine]:
     for number, raw in enumerate(stream, start=1):
+        if number == 1:
+            raw = raw.removeprefix(UTF8_BOM)
         if not raw.strip():
             continue
         event, problem = parse_event(raw)
