@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from .cluster import bootstrap_servers
 from .topology import Topology
@@ -14,8 +14,16 @@ from .topology import Topology
 logger = logging.getLogger(__name__)
 
 
-class TopicMismatchError(RuntimeError):
+class TopicError(RuntimeError):
+    """A pipeline's topics cannot be had as it needs them; the message names the topic and why."""
+
+
+class TopicMismatchError(TopicError):
     """An existing topic has another partition count than its pipeline needs (which would break co-partitioning)."""
+
+
+class TopicCreationError(TopicError):
+    """The broker refused to create a topic (too few brokers for the replication factor, no permission, ...)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,13 @@ async def ensure_topics(broker: str, specs: list[TopicSpec], replication_factor:
         missing = [spec for spec in specs if spec.name not in existing]
         if missing:
             new = [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config) for s in missing]
-            try:
-                await admin.create_topics(new)
-            except TopicAlreadyExistsError:  # another worker created them first
-                pass
+            response = await admin.create_topics(new)  # refusals come back per topic, not raised
+            for name, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):  # already there: another worker was first
+                    reason = message[0] if message and message[0] else for_code(code).__name__
+                    raise TopicCreationError(
+                        f"the broker refused to create topic '{name}' ({for_code(code).__name__}): {reason}"
+                    )
         present = [spec for spec in specs if spec.name in existing]
         if present:
             described = await admin.describe_topics([spec.name for spec in present])

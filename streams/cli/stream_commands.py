@@ -24,7 +24,7 @@ from ..embedded_broker import EmbeddedBrokerError
 from ..embedded_db import EmbeddedPostgresUnavailable
 from ..emission import Emission, max_request_bytes
 from ..events_file import read_events
-from ..kafka_admin import TopicMismatchError, ensure_topics, topic_specs
+from ..kafka_admin import TopicError, ensure_topics, topic_specs
 from ..log_repeats import RepeatedLines
 from ..publishing import event_emission
 from ..reading import read_record_batches
@@ -113,7 +113,7 @@ def worker(
     except PipelineConfigError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
-    except (FileNotFoundError, ServicesError, TopicMismatchError) as exc:
+    except (FileNotFoundError, ServicesError, TopicError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
@@ -139,7 +139,7 @@ def publish(
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         event_loop.run(_publish(plan, settings, path, tally), settings.event_loop)
-    except (NoBrokerError, PublishRefused, TopicMismatchError) as exc:
+    except (NoBrokerError, PublishRefused, TopicError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

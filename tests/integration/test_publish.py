@@ -145,3 +145,19 @@ async def test_an_interrupted_publish_says_how_many_events_were_published(kafka_
     assert process.returncode == 130, stderr
     assert f"interrupted: 1000 event(s) were published to {topic}; the lines after them were not" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", [["publish", "custom_processing", "pipelines/custom_processing.events.jsonl"],
+                                     ["worker"]], ids=["publish", "worker"])  # fmt: skip
+async def test_topics_the_broker_refuses_to_create_are_named_and_nothing_is_sent(
+    kafka_broker: str, tmp_path: Path, command: list[str]
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    namespace = Namespace.fresh(kafka_broker)
+    env = namespace.env(folder, IA_REPLICATION_FACTOR="3", IA_WEB_PORT=str(free_port()))  # a one-broker cluster
+    done = await run_cli(command, env, ROOT)
+    assert done.returncode == 2, done.stderr[-3000:]
+    topic = namespace.topic("custom_processing", "input")
+    assert f"error: the broker refused to create topic '{topic}' (InvalidReplicationFactorError): " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (await topic_record_count(kafka_broker, [topic]))[topic] == 0
