@@ -304,8 +304,11 @@ def kafka_broker_process(workdir: Path, attempts: int = 3) -> Iterator[KafkaBrok
 
 
 def main() -> None:
-    """Start a broker by hand for debugging: prints its address and runs until interrupted."""
+    """Start a broker by hand for debugging: prints its address and runs until interrupted (Ctrl-C or SIGTERM;
+    either stops the JVM too, which would otherwise outlive this process)."""
     import tempfile
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     with tempfile.TemporaryDirectory(prefix="ia-kafka-") as tmp, kafka_broker_process(Path(tmp)) as broker:
         print(
