@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .emission import DEFAULT_MAX_RECORD_BYTES
 from .event_loop import EventLoopChoice
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _level_in_any_case(value: object) -> object:
+    """``debug`` means DEBUG; anything else is left as given, for the error to name it."""
+    if isinstance(value, str) and value.strip().upper() in get_args(LogLevel):
+        return value.strip().upper()
+    return value
 
 
 class Settings(BaseSettings):
@@ -24,7 +33,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("ia", description="prefix of every topic: <prefix>.<pipeline>.<stage>")
     replication_factor: int = Field(1, ge=1)
     web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health page")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: Annotated[LogLevel, BeforeValidator(_level_in_any_case)] = "INFO"
     fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
     services: str | None = Field(None, description="module:factory, an async factory returning a ServiceRegistry")
     session_timeout_ms: int | None = Field(
