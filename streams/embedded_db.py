@@ -142,15 +142,22 @@ DATABASE_OFF = frozenset({"none", "off"})
 """``IA_DATABASE_URL`` values that mean: no database, results only on the output topic."""
 
 
+def database_turned_off(settings: Settings) -> bool:
+    """Whether ``IA_DATABASE_URL`` says there is no database (``none`` or ``off``, in any case)."""
+    configured = settings.database_url
+    return configured is not None and configured.get_secret_value().strip().lower() in DATABASE_OFF
+
+
 @asynccontextmanager
 async def database_url(
     settings: Settings | None = None, data_dir: Path | str = DEFAULT_DATA_DIR
 ) -> AsyncIterator[tuple[str, bool]]:
     """``(url, embedded)``: ``IA_DATABASE_URL`` when set, else the embedded server's, running for the block."""
-    configured = (settings or Settings()).database_url
+    settings = settings or Settings()
+    configured = settings.database_url
     if configured is not None:
         url = configured.get_secret_value()
-        if url.strip().lower() in DATABASE_OFF:
+        if database_turned_off(settings):
             raise DatabaseError(
                 f"IA_DATABASE_URL={url.strip()} turns the database off, and this command reads it: set it to a "
                 "postgresql:// URL, or unset it for the embedded PostgreSQL"

@@ -54,10 +54,9 @@ async def ensure_topics(broker: str, specs: list[TopicSpec], replication_factor:
             response = await admin.create_topics(new)  # refusals come back per topic, not raised
             for name, code, *message in response.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):  # already there: another worker was first
-                    reason = message[0] if message and message[0] else for_code(code).__name__
-                    raise TopicCreationError(
-                        f"the broker refused to create topic '{name}' ({for_code(code).__name__}): {reason}"
-                    )
+                    error = for_code(code).__name__
+                    reason = message[0] if message and message[0] else error
+                    raise TopicCreationError(f"the broker refused to create topic '{name}' ({error}): {reason}")
         present = [spec for spec in specs if spec.name in existing]
         if present:
             described = await admin.describe_topics([spec.name for spec in present])

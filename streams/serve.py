@@ -18,7 +18,7 @@ from ia_modules.pipeline.loader import load_plan, pipeline_files
 
 from .app import create_app
 from .embedded_broker import embedded_broker, find_recorded_broker
-from .embedded_db import DATABASE_OFF, database_url
+from .embedded_db import database_turned_off, database_url
 from .services import build_services
 from .settings import Settings
 from .sink import ResultsSink
@@ -69,8 +69,7 @@ async def broker_for_clients(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def migrated_database_url(settings: Settings) -> AsyncIterator[str | None]:
     """IA_DATABASE_URL (None for ``none``), or the embedded PostgreSQL's, running for the block; migrated."""
-    configured = settings.database_url.get_secret_value() if settings.database_url else None
-    if configured is not None and configured.strip().lower() in DATABASE_OFF:
+    if database_turned_off(settings):
         yield None
         return
     async with database_url(settings) as (url, _embedded):

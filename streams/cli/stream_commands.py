@@ -7,9 +7,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -26,6 +28,7 @@ from ..emission import Emission, max_request_bytes
 from ..events_file import read_events
 from ..kafka_admin import TopicError, ensure_topics, topic_specs
 from ..log_repeats import RepeatedLines
+from ..producer import produce
 from ..publishing import event_emission
 from ..reading import read_record_batches
 from ..retried_errors import RetriedErrorsAsWarnings
@@ -36,9 +39,6 @@ from ..supervisor import Supervisor, WorkerProcessesFailed
 from ..topology import Topology, build_topology
 from .output import err, json_line, out, write_stdout
 from .pipeline_commands import load_pipeline
-
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
 
 
 def _topology(plan: PipelinePlan, settings: Settings) -> Topology:
@@ -132,13 +132,14 @@ def publish(
     if path is not None and not path.is_file():
         err.print(f"[red]error:[/red] no file '{file}'")
         raise typer.Exit(2)
-    topic = _topology(plan, settings).input_topics[0]
+    topology = _topology(plan, settings)
+    topic = topology.input_topics[0]
     tally = PublishTally()
     # the client retries on its own (a new topic's leader not ready yet) and says so at WARNING; what fails for
     # good comes back here as an error
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
-        event_loop.run(_publish(plan, settings, path, tally), settings.event_loop)
+        event_loop.run(_publish(plan, topology, settings, path, tally), settings.event_loop)
     except (NoBrokerError, PublishRefused, TopicError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -163,11 +164,10 @@ class PublishTally:
     bad: int = 0
 
 
-async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None, tally: PublishTally) -> None:
-    from aiokafka import AIOKafkaProducer
-
+async def _publish(
+    plan: PipelinePlan, topology: Topology, settings: Settings, path: Path | None, tally: PublishTally
+) -> None:
     broker = await broker_for_clients(settings)
-    topology = _topology(plan, settings)
     # before a worker did: a broker that creates topics on first use would give them its default partition count
     await ensure_topics(broker, topic_specs(topology), settings.replication_factor)
     total = await asyncio.to_thread(_count_lines, path) if path else None
@@ -207,10 +207,6 @@ async def _publish(plan: PipelinePlan, settings: Settings, path: Path | None, ta
 
 
 async def _produce(producer: AIOKafkaProducer, chunk: list[Emission], sent: int) -> int:
-    from aiokafka.errors import KafkaError
-
-    from ..producer import produce
-
     try:
         return await produce(producer, chunk)
     except KafkaError as exc:
