@@ -35,8 +35,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
-from streams import event_loop
-from streams.cluster import cluster_id
+from streams.kafka.cluster import cluster_id
+from streams.process import event_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_PROCESSING = ROOT / "pipelines" / "custom_processing.json"

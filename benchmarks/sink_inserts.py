@@ -52,9 +52,9 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from ia_modules.database import DatabaseManager
-from streams.embedded_db import EmbeddedPostgres
+from streams.embedded.postgres import EmbeddedPostgres
 from streams.envelope import Envelope
-from streams.sink import RUN_COLUMNS, UPSERT_RUNS_UNNEST, FinishedRun, ResultsSink, run_row
+from streams.sink.results import RUN_COLUMNS, UPSERT_RUNS_UNNEST, FinishedRun, ResultsSink, run_row
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "pipelines" / "order_enrichment.events.jsonl"

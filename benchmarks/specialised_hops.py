@@ -30,8 +30,9 @@ from benchmarks.bench_steps import (
 )
 from ia_modules.pipeline.core import Step
 from ia_modules.pipeline.kernel import _now_iso
-from streams.envelope import join_trace, run_id_for
-from streams.records import ConsumedRecord
+from ia_modules.pipeline.wire import run_id_for
+from streams.envelope import join_trace
+from streams.kafka.records import ConsumedRecord
 
 PIPELINE, VERSION = "bench_processing", "2.0.0"
 ADVANCED, STANDARD, FORMATTER = "advanced_processor", "standard_processor", "output_formatter"

@@ -20,6 +20,7 @@ import asyncio
 import cProfile
 import gc
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
 from benchmarks.streaming_throughput import BENCH_PIPELINE, PARTITIONS, synthetic_events
 from ia_modules.pipeline.core import Pipeline
-from streams.join_store import JoinStore
-from streams.records import InputRecord
-from streams.serve import GC_THRESHOLDS
+from streams.checkpoint import Produced
+from streams.joins.store import JoinStore
+from streams.kafka.records import InputRecord
+from streams.process.serve import GC_THRESHOLDS
 from streams.stage_runner import StageRunner
 from streams.topology import build_topology
 
@@ -93,10 +95,10 @@ class InMemoryWorker:
                 InputRecord(input_topic, partition, offset, 0, key, value)
                 for offset, (key, partition, value) in enumerate(keyed[first : first + batch], first)
             ]
-            emitted = [e for record in records for e in await self.runner.on_input(record)]
-            while emitted:
+            produced = await self._run(records, self.runner.on_input)
+            while produced.sends:
                 records = []
-                for emission in emitted:
+                for emission in produced.sends:
                     self.records += 1
                     self.bytes += len(emission.value or b"")
                     if emission.topic in self.stage_topics:
@@ -109,12 +111,19 @@ class InMemoryWorker:
                         outputs += 1
                         if self.keep_results:
                             self.results.append(emission.value or b"")
-                for write in [*self.store.take_partial_writes(), *self.store.take_fired_writes()]:
+                for write in [*produced.join_state, *produced.join_markers]:
                     self.records += 1
                     self.bytes += len(write.value or b"")
-                self.runner.take_finished()
-                emitted = [e for record in records for e in await self.runner.on_envelope(record)]
+                produced = await self._run(records, self.runner.on_envelope)
         return outputs
+
+    @staticmethod
+    async def _run(records: list[InputRecord], run: Callable[[InputRecord], Awaitable[Produced]]) -> Produced:
+        """What a batch of records produced, collected as the worker collects it."""
+        produced = Produced()
+        for record in records:
+            produced.extend(await run(record))
+        return produced
 
 
 async def main(arguments: argparse.Namespace) -> None:

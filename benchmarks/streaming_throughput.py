@@ -66,11 +66,10 @@ from benchmarks.raw_chain import real_hops
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.loader import load_plan
 from ia_modules.pipeline.runner import run_pipeline
-from streams.embedded_broker import embedded_broker, free_port, read_broker_record
-from streams.emission import Emission
+from streams.embedded.broker import embedded_broker, free_port, read_broker_record
 from streams.envelope import partition_for
-from streams.kafka_admin import TopicSpec, ensure_topics, topic_specs
-from streams.producer import produce
+from streams.kafka.admin import TopicSpec, ensure_topics, topic_specs
+from streams.kafka.producer import Emission, produce
 from streams.topology import build_topology
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -52,8 +52,8 @@ from benchmarks.streaming_throughput import (
     synthetic_events,
     tail,
 )
-from streams.embedded_broker import embedded_broker, free_port
-from streams.kafka_admin import ensure_topics
+from streams.embedded.broker import embedded_broker, free_port
+from streams.kafka.admin import ensure_topics
 
 PIPELINES = ROOT / "pipelines"
 RESULTS = ROOT / "benchmarks" / "results" / "worker_startup.json"
@@ -146,7 +146,7 @@ async def time_faust(broker: str, work: Path) -> float:
 
 def import_seconds() -> float:
     """How long the interpreter takes to start and import what a worker imports (best of three)."""
-    code = "import streams.cli, streams.serve, streams.app, streams.worker, faust, aiokafka"
+    code = "import streams.cli, streams.process.serve, streams.app, streams.worker, faust, aiokafka"
     best = float("inf")
     for _ in range(3):
         started = time.monotonic()

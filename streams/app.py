@@ -10,8 +10,8 @@ import faust
 from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 
-from .cluster import bootstrap_servers
-from .worker import Worker
+from streams.kafka.cluster import bootstrap_servers
+from streams.worker import Worker
 
 
 def health_body(worker: Worker) -> tuple[int, dict[str, Any]]:
@@ -24,8 +24,8 @@ def health_body(worker: Worker) -> tuple[int, dict[str, Any]]:
         "pipelines": [plan.id for plan in worker.plans],
         "partitions": partitions,
         "consumed": worker.stats.consumed,
-        "produced": worker.stats.produced,
-        "database": worker.gate.database_state if worker.gate is not None else "none",
+        "produced": worker.produced,
+        "database": worker.committer.database_state if worker.committer is not None else "none",
     }
     return (200 if worker.consuming else 503), body
 

@@ -1,5 +1,7 @@
 """The envelope: what travels between stages of a run, and how it is encoded (orjson).
 
+``StreamRun`` is the kernel's run state on one stage, with the trace the envelope brought.
+
 It carries the run's identity and partition key, the input, the step outputs still read downstream, the trace
 so far, the first error, the step to resume at, for a join that fired, which of its paths were taken and, for
 joins still ahead, the tokens this run already decided for them (``carried``: a skipped branch costs no
@@ -8,48 +10,16 @@ message and no join-state write when the run's only envelope brings its token al
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
 
-from ia_modules.pipeline.kernel import Token
+from ia_modules.pipeline.kernel import RunState, Token
+from ia_modules.pipeline.wire import RunError
 
 ENVELOPE_VERSION = 2
-
-#: Fixed for all time: run ids must stay the same for the same record across versions and restarts.
-RUN_ID_NAMESPACE = uuid.UUID("6f1c7a52-3b8e-5d0a-9c4e-2a7b1e9d4f60")
-
-
-_NAMESPACE_BYTES = RUN_ID_NAMESPACE.bytes
-
-
-_PREFIX_CACHE_SIZE = 4_096
-_hashed_prefixes: dict[tuple[str, str, int], Any] = {}
-
-
-def run_id_for(cluster_id: str, topic: str, partition: int, offset: int) -> str:
-    """The run id of the input record at ``topic``/``partition``/``offset`` on the cluster ``cluster_id``:
-    ``uuid5(RUN_ID_NAMESPACE, "<cluster id>:<topic>:<partition>:<offset>")``, computed without building a UUID
-    object, from a SHA-1 state that has hashed all but the offset already (a test checks it against
-    ``uuid.uuid5``)."""
-    where = (cluster_id, topic, partition)
-    prefix = _hashed_prefixes.get(where)
-    if prefix is None:
-        if len(_hashed_prefixes) >= _PREFIX_CACHE_SIZE:
-            _hashed_prefixes.clear()
-        prefix = _hashed_prefixes[where] = hashlib.sha1(
-            _NAMESPACE_BYTES + f"{cluster_id}:{topic}:{partition}:".encode()
-        )
-    digest = prefix.copy()
-    digest.update(b"%d" % offset)
-    x = digest.hexdigest()
-    # version 5 in the 13th hex digit, the RFC 4122 variant in the top two bits of the 17th
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{'89ab'[int(x[16], 16) & 3]}{x[17:20]}-{x[20:32]}"
-
 
 _PARTITION_CACHE_SIZE = 65_536
 _partitions_of_keys: dict[tuple[bytes, int], int] = {}
@@ -91,7 +61,7 @@ class Envelope:
     resume_at: str
     outputs: dict[str, Any] = field(default_factory=dict)
     trace_json: bytes = b"[]"
-    error: dict[str, Any] | None = None
+    error: RunError | None = None
     join_tokens: dict[int, Token] = field(default_factory=dict)
     carried: dict[str, dict[int, Token]] = field(default_factory=dict)
     source: dict[str, Any] | None = None
@@ -117,7 +87,7 @@ class Envelope:
         version: str,
         resume_at: str,
         outputs: dict[str, Any],
-        error: dict[str, Any] | None,
+        error: RunError | None,
         join_tokens: dict[int, Token] | None,
         carried: dict[str, dict[int, Token]],
     ) -> dict[str, Any]:
@@ -159,7 +129,7 @@ class Envelope:
         resume_at: str,
         outputs: dict[str, Any],
         trace_json: bytes,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         join_tokens: dict[int, Token] | None,
         carried: dict[str, dict[int, Token]],
     ) -> bytes:
@@ -231,3 +201,26 @@ def join_trace(earlier: bytes, entries: list[dict[str, Any]]) -> bytes:
     if earlier == b"[]":
         return added
     return b"%b,%b" % (earlier[:-1], added[1:])
+
+
+class StreamRun(RunState):
+    """A run on one stage: ``trace`` holds the entries of this stage, ``earlier_trace`` those of the stages
+    before it, as the envelope brought them (JSON bytes, parsed only where a join or a dead letter needs them)."""
+
+    earlier_trace: bytes = b"[]"
+
+    def full_trace(self) -> list[dict[str, Any]]:
+        """The whole trace as entries (the earlier stages' entries parsed and put in front, once)."""
+        if self.earlier_trace != b"[]":
+            self.trace[:0] = orjson.loads(self.earlier_trace)
+            self.earlier_trace = b"[]"
+        return self.trace
+
+    def trace_json(self) -> bytes:
+        """The whole trace as a JSON array, the earlier stages' bytes not parsed."""
+        return join_trace(self.earlier_trace, self.trace)
+
+
+def run_identity(envelope: Envelope) -> dict[str, Any]:
+    """What a join keeps of the run so that it can resume it on its own (after a join timeout)."""
+    return {"key": envelope.key, "input": envelope.input, "source": envelope.source, "started_ms": envelope.started_ms}

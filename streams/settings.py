@@ -8,8 +8,8 @@ from typing import Annotated, Literal, get_args
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .emission import DEFAULT_MAX_RECORD_BYTES
-from .event_loop import EventLoopChoice
+from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES
+from streams.process.event_loop import EventLoopChoice
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 

@@ -18,27 +18,24 @@ import traceback
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.services import ServiceRegistry
+from streams.checkpoint import Checkpoint, Committer, Produced
+from streams.joins.changelog import restore_joins
+from streams.kafka.admin import ensure_topics, topic_specs
+from streams.kafka.clients import worker_consumer, worker_producer
+from streams.kafka.cluster import bootstrap_servers, cluster_id
+from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, SendQueue, Sent
+from streams.kafka.records import now_ms
+from streams.sink.results import ResultsSink
+from streams.stage_runner import StageRunner
+from streams.topology import Stage
 
-from .cluster import bootstrap_servers, cluster_id
-from .commit_gate import CommitGate
-from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
-from .join_changelog import restore_joins
-from .kafka_admin import ensure_topics, topic_specs
-from .pipeline_runtime import PipelineRuntime
-from .producer import SendQueue, Sent, produce
-from .records import now_ms
-from .sink import FinishedRun, ResultsSink
-from .topology import Stage
-from .worker_clients import worker_consumer, worker_producer
-
-logger = logging.getLogger("ia_modules.streams.worker")
+logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 64
 """Records run between two yields to the event loop, so that the batch before is acknowledged, its rows
@@ -69,7 +66,7 @@ class WorkerOptions:
 
 @dataclass
 class _Route:
-    runtime: PipelineRuntime
+    runner: StageRunner
     stage: Stage
     is_input: bool
 
@@ -79,7 +76,6 @@ class WorkerStats:
     """Counters the worker keeps for its health page and for tests."""
 
     consumed: int = 0
-    produced: int = 0
     batches: int = 0
     internal_errors: int = 0
     started_at: float = field(default_factory=time.time)
@@ -102,8 +98,8 @@ class Worker:
         self.services = services
         self.options = options or WorkerOptions()
         self.sink = sink
-        self.gate: CommitGate | None = None
-        self.runtimes: list[PipelineRuntime] = []
+        self.committer: Committer | None = None
+        self.runners: list[StageRunner] = []
         self.routes: dict[str, _Route] = {}
         self.stats = WorkerStats()
         self.cluster_id = ""
@@ -123,7 +119,7 @@ class Worker:
         options = self.options
         self.cluster_id = await cluster_id(self.broker)
         for plan in self.plans:
-            runtime = PipelineRuntime.build(
+            runner = StageRunner.build(
                 plan,
                 self.services,
                 self.cluster_id,
@@ -132,13 +128,13 @@ class Worker:
                 fuse=options.fuse,
                 max_record_bytes=options.max_record_bytes,
             )
-            topology = runtime.topology
-            self.runtimes.append(runtime)
+            topology = runner.topology
+            self.runners.append(runner)
             for topic in topology.input_topics:
-                self.routes[topic] = _Route(runtime, topology.start, True)
+                self.routes[topic] = _Route(runner, topology.start, True)
             for stage in topology.stages.values():
-                self.routes[stage.topic] = _Route(runtime, stage, False)
-        specs = [spec for runtime in self.runtimes for spec in topic_specs(runtime.topology)]
+                self.routes[stage.topic] = _Route(runner, stage, False)
+        specs = [spec for runner in self.runners for spec in topic_specs(runner.topology)]
         created = await ensure_topics(self.broker, specs, options.replication_factor)
         if created:
             logger.info("created %d topics", len(created))
@@ -147,7 +143,7 @@ class Worker:
         await self._producer.start()
         self._sends = SendQueue(self._producer)
         self._consumer = worker_consumer(servers, options.app_id, options.session_timeout_ms, options.fetch_max_wait_ms)
-        self.gate = CommitGate(self._consumer, self.sink)
+        self.committer = Committer(self._producer, self._consumer, self.sink)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()
 
@@ -171,11 +167,11 @@ class Worker:
                 if batch:
                     async with self._lock:
                         await self._process(batch)
-                elif self._completing or (self.gate is not None and self.gate.holding):
+                elif self._completing or (self.committer is not None and self.committer.holding):
                     async with self._lock:
                         await self._settle()
-                        if self.gate is not None:
-                            await self.gate.retry_if_due()
+                        if self.committer is not None:
+                            await self.committer.retry_if_due()
         finally:
             await self._shutdown()
 
@@ -219,50 +215,40 @@ class Worker:
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
+    @property
+    def produced(self) -> int:
+        """Records produced and acknowledged so far."""
+        return self.committer.stats.produced if self.committer is not None else 0
+
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Run the batch and hand its emissions to the producer; it is completed (``_complete``) while the next
-        ones run, and at most ``BATCHES_COMPLETING`` are left completing."""
+        """Run the batch into a checkpoint and hand what it produced to the producer; the checkpoint is committed
+        (``_complete``) while the next batches run, and at most ``BATCHES_COMPLETING`` are left completing."""
         assert self._consumer is not None and self._sends is not None
         owned = self._consumer.assignment()
         work = {tp: records for tp, records in batch.items() if tp in owned and records}
         if not work:
             return
-        per_partition = await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items()))
-        emissions = [emission for emitted in per_partition for emission in emitted]
-        emissions.extend(w for runtime in self.runtimes for w in runtime.store.take_partial_writes())
-        sent = self._sends.submit(emissions)
-        fired = [w for runtime in self.runtimes for w in runtime.store.take_fired_writes()]
-        runs, letters = self._take_finished()
-        offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
-        consumed = sum(len(records) for records in work.values())
+        checkpoint = Checkpoint()
+        for produced in await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items())):
+            checkpoint.produced.extend(produced)
+        checkpoint.offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
+        checkpoint.consumed = sum(len(records) for records in work.values())
+        sent = self._sends.submit(checkpoint.produced.to_send())
         before = self._completing[-1] if self._completing else None
-        self._completing.append(
-            asyncio.ensure_future(self._complete(before, sent, fired, offsets, runs, letters, consumed))
-        )
+        self._completing.append(asyncio.ensure_future(self._complete(before, checkpoint, sent)))
         while len(self._completing) > BATCHES_COMPLETING:
             await self._completing.popleft()
 
     async def _complete(
-        self,
-        before: asyncio.Task[None] | None,
-        sent: asyncio.Task[Sent],
-        fired: list[Emission],
-        offsets: dict[TopicPartition, int],
-        runs: list[FinishedRun],
-        letters: list[dict[str, Any]],
-        consumed: int,
+        self, before: asyncio.Task[None] | None, checkpoint: Checkpoint, sent: asyncio.Task[Sent]
     ) -> None:
-        """Once the batch ``before`` it is complete and its emissions are acknowledged: write the markers of the
-        joins it fired (only now, so a crash before fires them again rather than never), the sink's rows, then
-        commit its offsets (in batch order: one commit never overtakes another)."""
-        assert self._producer is not None and self.gate is not None
+        """Once the batch ``before`` it is complete, commit this one (in batch order: one commit never overtakes
+        another)."""
+        assert self.committer is not None
         if before is not None:
             await before  # what completing it raised is raised here too: no later offset is committed
-        self.stats.produced += await (await sent).acknowledged()
-        if fired:
-            self.stats.produced += await produce(self._producer, fired)
-        await self.gate.complete(offsets, runs, letters)
-        self.stats.consumed += consumed
+        await self.committer.commit(checkpoint, sent)
+        self.stats.consumed += checkpoint.consumed
         self.stats.batches += 1
 
     async def _settle(self) -> None:
@@ -270,32 +256,23 @@ class Worker:
         while self._completing:
             await self._completing.popleft()
 
-    def _take_finished(self) -> tuple[list[FinishedRun], list[dict[str, Any]]]:
-        runs: list[FinishedRun] = []
-        letters: list[dict[str, Any]] = []
-        for runtime in self.runtimes:
-            finished, written = runtime.runner.take_finished()
-            runs.extend(finished)
-            letters.extend(written)
-        return runs, letters
-
-    async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
+    async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> Produced:
         route = self.routes[tp.topic]
         if route.stage.concurrency > 1:
             return await self._run_by_key(route, records)
-        emitted: list[Emission] = []
+        produced = Produced()
         for index, record in enumerate(records, 1):
-            emitted.extend(await self._run_record(route, record))
+            produced.extend(await self._run_record(route, record))
             if not index % YIELD_EVERY:
                 await asyncio.sleep(0)
-        return emitted
+        return produced
 
-    async def _run_by_key(self, route: _Route, records: list[ConsumerRecord[bytes, bytes]]) -> list[Emission]:
+    async def _run_by_key(self, route: _Route, records: list[ConsumerRecord[bytes, bytes]]) -> Produced:
         """Up to ``concurrency`` records at once, records with the same key one after the other."""
         by_key: dict[bytes | None, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             by_key[record.key].append(index)
-        results: list[list[Emission]] = [[] for _ in records]
+        results: list[Produced | None] = [None for _ in records]
         gate = asyncio.Semaphore(route.stage.concurrency)
 
         async def run_key(indexes: list[int]) -> None:
@@ -304,10 +281,14 @@ class Worker:
                     results[index] = await self._run_record(route, records[index])
 
         await asyncio.gather(*(run_key(indexes) for indexes in by_key.values()))
-        return [emission for emitted in results for emission in emitted]
+        produced = Produced()
+        for result in results:
+            if result is not None:
+                produced.extend(result)
+        return produced
 
-    async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes]) -> list[Emission]:
-        runner = route.runtime.runner
+    async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes]) -> Produced:
+        runner = route.runner
         try:
             if route.is_input:
                 return await runner.on_input(record)
@@ -315,7 +296,7 @@ class Worker:
         except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
             self.stats.internal_errors += 1
             logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
-            return [runner.internal_error_letter(record, "".join(traceback.format_exception(exc)))]
+            return runner.internal_error(record, "".join(traceback.format_exception(exc)))
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 
@@ -323,22 +304,20 @@ class Worker:
         """Fail the runs whose joins waited past ``stream.join_timeout_s``; forget old fired markers.
         The Faust app calls this on a timer; with no join state held there is nothing to do, and the batches
         completing are not waited for (that would leave the worker idle for their acknowledgements)."""
-        if self._producer is None or all(runtime.store.empty for runtime in self.runtimes):
+        if self.committer is None or all(runner.store.empty for runner in self.runners):
             return
         async with self._lock:
             await self._settle()
-            for runtime in self.runtimes:
-                timeout_s = runtime.plan.model.stream.join_timeout_s
-                emissions = await runtime.runner.expire_joins(timeout_s)
+            checkpoint = Checkpoint()
+            for runner in self.runners:
+                timeout_s = runner.plan.model.stream.join_timeout_s
+                await runner.expire_joins(timeout_s, checkpoint.produced)
                 now = now_ms()
-                emissions.extend(runtime.store.purge_fired(now - int(timeout_s * 1000), now - FAILED_JOIN_RETENTION_MS))
-                emissions.extend(runtime.store.take_partial_writes())
-                if emissions:
-                    await produce(self._producer, emissions)
-                    runs, letters = self._take_finished()
-                    if self.gate is not None:
-                        await self.gate.add(runs, letters)
-                    await produce(self._producer, runtime.store.take_fired_writes())
+                runner.store.purge_fired(
+                    now - int(timeout_s * 1000), now - FAILED_JOIN_RETENTION_MS, checkpoint.produced
+                )
+            if checkpoint.produced:
+                await self.committer.commit(checkpoint)
 
     # -- rebalancing -------------------------------------------------------------------------------------------
 
@@ -348,7 +327,7 @@ class Worker:
         for tp in tps:
             route = self.routes.get(tp.topic)
             if route is not None:
-                touched[self.runtimes.index(route.runtime)].add(tp.partition)
+                touched[self.runners.index(route.runner)].add(tp.partition)
         return touched
 
     async def forget(self, revoked: Iterable[TopicPartition]) -> None:
@@ -356,18 +335,17 @@ class Worker:
         ours), then forget what is held for them."""
         async with self._lock:
             await self._settle()
-            if self.gate is not None:
-                self.gate.drop()
+            if self.committer is not None:
+                self.committer.drop()
             for index, partitions in self._partitions_of(revoked).items():
                 for partition in partitions:
-                    self.runtimes[index].store.drop(partition)
+                    self.runners[index].store.drop(partition)
 
     async def restore(self, assigned: Iterable[TopicPartition]) -> None:
         """Rebuild the join state of newly assigned partitions from the changelog, before consuming them."""
         async with self._lock:
             for index, partitions in self._partitions_of(assigned).items():
-                runtime = self.runtimes[index]
-                await restore_joins(self.broker, runtime.store, sorted(partitions))
+                await restore_joins(self.broker, self.runners[index].store, sorted(partitions))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from streams.embedded_db import EmbeddedPostgres
+from streams.embedded.postgres import EmbeddedPostgres
 
 T = TypeVar("T")
 

@@ -25,6 +25,7 @@ from .graph import END, Edge
 from .models import RetryPolicy
 from .step import Step, checked_output
 from .templates import Scope
+from .wire import RunError, run_error
 
 Token = Literal["run", "skip", "fail"]
 
@@ -42,14 +43,8 @@ class StepFailure:
     traceback: str
     input: dict[str, Any]
 
-    def as_error(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "type": self.type,
-            "message": self.message,
-            "attempts": self.attempts,
-            "traceback": self.traceback,
-        }
+    def as_error(self) -> RunError:
+        return run_error(self.type, self.message, step=self.step, attempts=self.attempts, traceback=self.traceback)
 
 
 @dataclass
@@ -61,8 +56,11 @@ class RunState:
     pipeline_input: dict[str, Any]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[int, Token]] = field(default_factory=dict)
+    """For each join that fired, the token each of its paths delivered (by edge id)."""
+    waiting: dict[str, dict[int, Token]] = field(default_factory=dict)
+    """For each join not all of whose paths have delivered yet, the tokens delivered so far."""
     trace: list[dict[str, Any]] = field(default_factory=list)
-    error: dict[str, Any] | None = None
+    error: RunError | None = None
     failures: list[StepFailure] = field(default_factory=list)
     input_json: bytes = b""
     """``pipeline_input`` encoded: each step's copy of a nested input is decoded from it (made on first use)."""
@@ -72,22 +70,10 @@ class RunState:
     def scope(self, result: Any = None) -> Scope:
         return Scope(self.pipeline_input, self.plan.parameters, self.outputs, result)
 
-    def fail(self, error: dict[str, Any]) -> None:
+    def fail(self, error: RunError) -> None:
         """Record the run's error; the first one is the run's error, later ones only show in the trace."""
         if self.error is None:
             self.error = error
-
-    def deliver(self, edge: Edge, token: Token) -> Token | None:
-        """Give ``edge``'s target a token; once all its incoming paths have delivered, say what it does:
-        ``fail`` if any failed, ``run`` if any ran, else ``skip`` (dead-path elimination)."""
-        incoming = self.plan.graph.incoming[edge.target]
-        if len(incoming) == 1:
-            return token
-        received = self.tokens.setdefault(edge.target, {})
-        received[edge.id] = token
-        if len(received) < len(incoming):
-            return None
-        return join_decision(received)
 
     def input_for(self, step: StepPlan) -> dict[str, Any]:
         """``{**pipeline_input, **outputs of predecessors whose path delivered run (path order), **inputs}``,
@@ -142,6 +128,38 @@ def join_decision(tokens: Mapping[int, Token]) -> Token:
     ``run`` if any ran, else ``skip``."""
     values = tokens.values()
     return "fail" if "fail" in values else "run" if "run" in values else "skip"
+
+
+def join_ready(received: Mapping[int, Token], expected: int) -> Token | None:
+    """The join's decision once ``expected`` paths have delivered to it, else None (it waits)."""
+    return None if len(received) < expected else join_decision(received)
+
+
+def arrivals(
+    run: RunState, sends: list[tuple[Edge, Token]], waiting: dict[str, dict[int, Token]]
+) -> list[tuple[str, Token]]:
+    """Deliver each path's token to its target; the targets that are now decided, with their token (the end node
+    included). A target with one incoming path takes the path's token; a join collects tokens in ``waiting`` until
+    all its paths delivered, then they become the run's tokens for it and ``join_decision`` says what it does.
+    In-process ``waiting`` is ``run.waiting``; a stage runner passes the tokens its envelope carries."""
+    decided: list[tuple[str, Token]] = []
+    incoming = run.plan.graph.incoming
+    for edge, token in sends:
+        target = edge.target
+        expected = len(incoming[target])
+        if expected == 1:
+            decided.append((target, token))
+            continue
+        received = waiting.get(target)
+        if received is None:
+            received = waiting[target] = {}
+        received[edge.id] = token
+        decision = join_ready(received, expected)
+        if decision is not None:
+            del waiting[target]
+            run.tokens[target] = received
+            decided.append((target, decision))
+    return decided
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
@@ -264,16 +282,16 @@ def deliver_all(run: RunState, sends: list[tuple[Edge, Token]]) -> list[str]:
     """Deliver tokens; skip and fail tokens travel on at once (no task for a branch that does nothing).
     Returns the steps that are now ready to run."""
     runnable: list[str] = []
-    pending = list(sends)
-    while pending:
-        edge, token = pending.pop(0)
-        decision = run.deliver(edge, token)
-        if decision is None or edge.target == END:
-            continue
-        if decision == "run":
-            runnable.append(edge.target)
-        else:
-            pending.extend(skip_step(run, edge.target, decision))
+    while sends:
+        passed_on: list[tuple[Edge, Token]] = []
+        for target, token in arrivals(run, sends, run.waiting):
+            if target == END:
+                continue
+            if token == "run":
+                runnable.append(target)
+            else:
+                passed_on.extend(skip_step(run, target, token))
+        sends = passed_on
     return runnable
 
 
@@ -333,28 +351,14 @@ def _route_now(
         if isinstance(seen, Exception):
             message = f"condition of the path from '{step_id}' to '{edge.label}' raised {type(seen).__name__}: {seen}"
             run.fail(
-                {
-                    "step": step_id,
-                    "type": "ConditionError",
-                    "message": message,
-                    "attempts": 0,
-                    "traceback": "".join(traceback.format_exception(seen)),
-                }
+                run_error("ConditionError", message, step=step_id, traceback="".join(traceback.format_exception(seen)))
             )
             routes.append({"to": edge.label, "taken": False, "observed": None, "note": message})
             sends.append((edge, "fail"))
             continue
         routes.append(_route_entry(edge, seen))
         if seen.taken and edge.terminal == "end_with_failure":
-            run.fail(
-                {
-                    "step": step_id,
-                    "type": "EndWithFailure",
-                    "attempts": 0,
-                    "traceback": None,
-                    "message": f"the path from '{step_id}' reached end_with_failure",
-                }
-            )
+            run.fail(run_error("EndWithFailure", f"the path from '{step_id}' reached end_with_failure", step=step_id))
         sends.append((edge, "run" if seen.taken else "skip"))
     entry["routes"] = routes
     run.trace.append(entry)

@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .wire import RunError, result_record
+
 
 class PipelineResult(Mapping[str, Any]):
     """A read-only mapping from step id to that step's output (steps that ran), plus the run's record."""
@@ -18,7 +20,7 @@ class PipelineResult(Mapping[str, Any]):
         pipeline_version: str,
         status: str,
         outputs: Any,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         trace: list[dict[str, Any]],
         input: dict[str, Any],
         step_outputs: dict[str, dict[str, Any]],
@@ -50,17 +52,17 @@ class PipelineResult(Mapping[str, Any]):
 
     def to_record(self) -> dict[str, Any]:
         """The result record: the same shape on the output topic, from ``consume`` and from ``run``."""
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "pipeline_version": self.pipeline_version,
-            "status": self.status,
-            "outputs": self.outputs,
-            "error": self.error,
-            "trace": self.trace,
-            "input": self.input,
-            "source": self.source,
-        }
+        return result_record(
+            run_id=self.run_id,
+            pipeline=self.pipeline,
+            pipeline_version=self.pipeline_version,
+            status=self.status,
+            outputs=self.outputs,
+            error=self.error,
+            trace=self.trace,
+            input=self.input,
+            source=self.source,
+        )
 
     def __repr__(self) -> str:
         return f"PipelineResult(run_id={self.run_id!r}, status={self.status!r}, steps={list(self._steps)})"

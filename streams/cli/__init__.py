@@ -10,10 +10,10 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 from rich.markup import escape
 
-from ..event_loop import EventLoopUnavailable
-from ..settings import Settings, settings_problems
-from . import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
-from .output import err
+from streams.cli import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
+from streams.cli.output import err
+from streams.process.event_loop import EventLoopUnavailable
+from streams.settings import Settings, settings_problems
 
 app = typer.Typer(
     name="ia-modules",

@@ -10,11 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ia_modules.database import DatabaseError, DatabaseManager, MigrationReport
-
-from .. import event_loop
-from ..embedded_db import EmbeddedPostgresUnavailable, database_url
-from ..settings import Settings
-from .output import err, json_line, write_stdout
+from streams.cli.output import err, json_line, write_stdout
+from streams.embedded.postgres import EmbeddedPostgresUnavailable, database_url
+from streams.process import event_loop
+from streams.settings import Settings
 
 
 def register(app: typer.Typer) -> None:

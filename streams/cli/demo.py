@@ -11,18 +11,26 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from aiokafka import AIOKafkaProducer
 from rich.markup import escape
 from rich.table import Table
 
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.errors import PipelineConfigError
 from ia_modules.pipeline.loader import load_plan, pipeline_files
-
-from .. import event_loop
-from ..events_file import read_events
-from ..services import build_services
-from ..settings import Settings
-from .output import err, out
+from ia_modules.pipeline.wire import RunError
+from streams.cli.events_file import read_events
+from streams.cli.output import err, out
+from streams.cli.publishing import event_emission
+from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.producer import Emission, produce
+from streams.kafka.reading import end_offsets, read_record_batches
+from streams.process import event_loop
+from streams.process.serve import broker_for_worker, load_plans
+from streams.process.services import build_services
+from streams.settings import Settings
+from streams.stage_runner import StageRunner
+from streams.worker import Worker, WorkerOptions
 
 DETAIL_CHARS = 150
 """How much of a result the demo prints on its one line."""
@@ -73,7 +81,7 @@ async def run_in_process(settings: Settings) -> list[Tally]:
     return tallies
 
 
-def _result_line(status: str, outputs: Any, error: dict[str, Any] | None) -> str:
+def _result_line(status: str, outputs: Any, error: RunError | None) -> str:
     text = orjson.dumps(outputs).decode()
     detail = escape(text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…")
     if error:
@@ -100,15 +108,6 @@ def summary(tallies: list[Tally]) -> Table:
 async def run_streaming(settings: Settings) -> list[Tally]:
     """Start a worker (on the embedded broker unless IA_BROKER is set), publish every pipeline's sample events,
     print each result as it arrives on the output topic, and stop everything that was started."""
-    from aiokafka import AIOKafkaProducer
-
-    from ..cluster import bootstrap_servers
-    from ..producer import produce
-    from ..publishing import event_emission
-    from ..reading import end_offsets, read_record_batches
-    from ..serve import broker_for_worker, load_plans
-    from ..worker import Worker, WorkerOptions
-
     plans = await asyncio.to_thread(load_plans, settings.pipelines_dir)
     services = await build_services(settings.services)
     tallies: list[Tally] = []
@@ -126,9 +125,8 @@ async def run_streaming(settings: Settings) -> list[Tally]:
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
             await producer.start()
             try:
-                for runtime in worker.runtimes:
-                    tallies.append(await _stream_one(runtime, broker, producer, produce, event_emission,
-                                                     end_offsets, read_record_batches))  # fmt: skip
+                for runner in worker.runners:
+                    tallies.append(await _stream_one(runner, broker, producer))
             finally:
                 await producer.stop()
                 worker.stop()
@@ -138,9 +136,9 @@ async def run_streaming(settings: Settings) -> list[Tally]:
     return tallies
 
 
-async def _stream_one(runtime: Any, broker: str, producer: Any, produce: Any, event_emission: Any,
-                      end_offsets: Any, read_record_batches: Any) -> Tally:  # fmt: skip
-    plan, topology = runtime.plan, runtime.topology
+async def _stream_one(runner: StageRunner, broker: str, producer: AIOKafkaProducer) -> Tally:
+    """Publish one pipeline's sample events and print its results as they arrive on its output topic."""
+    plan, topology = runner.plan, runner.topology
     file = Path(plan.source)
     events_file = events_file_for(file)
     tally = Tally(plan.id)
@@ -149,7 +147,7 @@ async def _stream_one(runtime: Any, broker: str, producer: Any, produce: Any, ev
         err.print(f"[yellow]no sample events at {events_file}[/yellow]")
         return tally
     start = await end_offsets(broker, topology.output_topic)
-    emissions: list[Any] = []
+    emissions: list[Emission] = []
     async for line in read_events(events_file):
         if line.event is None:
             tally.bad_lines += 1

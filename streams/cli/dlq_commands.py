@@ -10,16 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from ia_modules.database import DatabaseError, DatabaseManager
-
-from .. import event_loop
-from ..cluster import bootstrap_servers
-from ..dead_letters import ReplayOutcome, list_letters, replay_letters
-from ..embedded_db import database_url
-from ..serve import NoBrokerError, broker_for_clients
-from ..settings import Settings
-from ..topology import build_topology
-from .output import err, json_line, write_stdout
-from .pipeline_commands import load_pipeline
+from streams.cli.output import err, json_line, write_stdout
+from streams.cli.pipeline_commands import load_pipeline
+from streams.embedded.postgres import database_url
+from streams.kafka.cluster import bootstrap_servers
+from streams.process import event_loop
+from streams.process.serve import NoBrokerError, broker_for_clients
+from streams.settings import Settings
+from streams.sink.dead_letters import ReplayOutcome, list_letters, replay_letters
+from streams.topology import build_topology
 
 dlq = typer.Typer(help="Dead letters: list them, replay failed runs.", no_args_is_help=True)
 

@@ -11,12 +11,12 @@ import typer
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.errors import PipelineConfigError, PipelineNotFoundError
 from ia_modules.pipeline.loader import find_pipeline, load_plan, pipeline_files
-
-from .. import event_loop
-from ..events_file import parse_event, read_events
-from ..services import ServicesError, build_services
-from ..settings import Settings
-from .output import err, explain_table, json_line, write_stdout
+from ia_modules.pipeline.wire import parse_event
+from streams.cli.events_file import read_events
+from streams.cli.output import err, explain_table, json_line, write_stdout
+from streams.process import event_loop
+from streams.process.services import ServicesError, build_services
+from streams.settings import Settings
 
 
 class GraphFormat(StrEnum):
@@ -145,8 +145,7 @@ def graph(
     """Draw the pipeline's flow graph (steps, conditions on the edges, stages and their topics) as Mermaid or
     Graphviz DOT."""
     from ia_modules.pipeline.diagram import Group, to_dot, to_mermaid
-
-    from ..topology import build_topology
+    from streams.topology import build_topology
 
     settings = Settings()
     plan = load_pipeline(pipeline, settings).plan

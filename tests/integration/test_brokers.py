@@ -21,8 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.cluster import cluster_id
-from streams.embedded_broker import (
+from streams.embedded.broker import (
     RECORD_NAME,
     EmbeddedBrokerError,
     embedded_broker,
@@ -32,6 +31,7 @@ from streams.embedded_broker import (
     read_broker_record,
     recorded_broker_address,
 )
+from streams.kafka.cluster import cluster_id
 from tests.integration.streaming_support import CLI, ROOT
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,7 @@ async def test_stale_record_is_ignored_and_replaced(tmp_path: Path) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from streams.embedded_broker import embedded_broker
+from streams.embedded.broker import embedded_broker
 
 async def main() -> None:
     async with embedded_broker(Path(sys.argv[1])) as address:

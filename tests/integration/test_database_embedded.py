@@ -12,14 +12,14 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from ia_modules.database import DatabaseConnectionError, DatabaseManager
-from streams.embedded_db import EmbeddedPostgres
+from streams.embedded.postgres import EmbeddedPostgres
 from tests.postgres_server import run_in_thread
 
 pytestmark = pytest.mark.integration
 
 HOLDER = """
 import asyncio, sys
-from streams.embedded_db import EmbeddedPostgres
+from streams.embedded.postgres import EmbeddedPostgres
 
 async def main():
     await EmbeddedPostgres(sys.argv[1]).start()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ia_modules.database import DatabaseManager
-from streams.embedded_db import EmbeddedPostgres
-from streams.sink import FinishedRun, ResultsSink
+from streams.embedded.postgres import EmbeddedPostgres
+from streams.sink.results import FinishedRun, ResultsSink
 from tests.integration.postgres_proxy import PostgresProxy
 from tests.integration.streaming_support import (
     CLI,

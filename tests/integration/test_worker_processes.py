@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ia_modules.database import DatabaseManager
-from streams.child_processes import process_running
+from streams.embedded.child_processes import process_running
 from tests.integration.streaming_support import (
     Namespace,
     WorkerProcess,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.cluster import bootstrap_servers
+from streams.kafka.cluster import bootstrap_servers
 
 
 @pytest.mark.parametrize(

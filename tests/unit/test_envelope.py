@@ -8,8 +8,9 @@ import orjson
 import pytest
 from aiokafka.partitioner import murmur2
 
+from ia_modules.pipeline.wire import RUN_ID_NAMESPACE, run_id_for
 from streams import envelope as envelope_module
-from streams.envelope import RUN_ID_NAMESPACE, Envelope, EnvelopeError, join_trace, partition_for, run_id_for
+from streams.envelope import Envelope, EnvelopeError, join_trace, partition_for
 
 
 @pytest.mark.parametrize(

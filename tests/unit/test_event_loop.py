@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streams.event_loop import EventLoopUnavailable, run
+from streams.process.event_loop import EventLoopUnavailable, run
 
 
 async def loop_module() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.events_file import EventLine, read_events
+from streams.cli.events_file import EventLine, read_events
 
 
 async def lines_of(path: Path, batch: int = 1000) -> list[EventLine]:

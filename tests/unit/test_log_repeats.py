@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.log_repeats import RepeatedLines
+from streams.kafka.client_logs import RepeatedLines
 
 
 class Clock:
@@ -44,4 +44,4 @@ def test_other_lines_and_other_loggers_go_through() -> None:
     assert repeats.filter(record("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s", 1))
     assert repeats.filter(record("aiokafka", "Unable to update metadata from %s", [1]))
     for _ in range(3):
-        assert repeats.filter(record("ia_modules.streams.sink", "the database is unreachable (%s)", "x"))
+        assert repeats.filter(record("ia_modules.streams.sink.results", "the database is unreachable (%s)", "x"))

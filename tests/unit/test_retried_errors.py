@@ -6,7 +6,7 @@ import logging
 
 from aiokafka.errors import CoordinatorNotAvailableError, GroupAuthorizationFailedError, NodeNotReadyError
 
-from streams.retried_errors import RetriedErrorsAsWarnings
+from streams.kafka.client_logs import RetriedErrorsAsWarnings
 
 
 def record(name: str, msg: str, *args: object) -> logging.LogRecord:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from streams.sink import FinishedRun, run_row
+from streams.sink.results import FinishedRun, run_row
 
 TRACE = [
     {"step": "a", "status": "skipped", "started_at": None},

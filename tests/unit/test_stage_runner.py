@@ -16,10 +16,12 @@ import pytest
 from ia_modules.pipeline.core import Pipeline, Step
 from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.loader import load_plan
-from streams.emission import DEFAULT_MAX_RECORD_BYTES, Emission
+from streams.checkpoint import Produced
 from streams.envelope import Envelope, partition_for
-from streams.join_store import JoinStore
-from streams.records import InputRecord
+from streams.joins.store import JoinStore
+from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
+from streams.kafka.records import InputRecord
+from streams.sink.results import FinishedRun
 from streams.stage_runner import StageRunner
 from streams.topology import build_topology
 
@@ -42,6 +44,15 @@ class InMemoryTopics:
         self.dead_letters: list[dict[str, Any]] = []
         self.offsets: dict[str, int] = {}
         self.join_writes = 0
+        self.finished: list[FinishedRun] = []
+        self.letters_for_sink: list[dict[str, Any]] = []
+
+    def take(self, produced: Produced) -> list[Emission]:
+        """What a record produced: its records to route on; join writes are counted, rows kept for the sink."""
+        self.join_writes += len(produced.join_state) + len(produced.join_markers)
+        self.finished.extend(produced.runs)
+        self.letters_for_sink.extend(produced.letters)
+        return produced.sends
 
     def _record(self, emission: Emission) -> InputRecord:
         offset = self.offsets.get(emission.topic, 0)
@@ -52,7 +63,7 @@ class InMemoryTopics:
         queue: deque[Emission] = deque()
         for offset, raw in enumerate(events):
             record = InputRecord(self.topology.input_topics[0], partition, offset, 1_700_000_000_000, None, raw)
-            queue.extend(await self.runner.on_input(record))
+            queue.extend(self.take(await self.runner.on_input(record)))
             while queue:
                 emission = queue.popleft()
                 self.carried[emission.topic] = self.carried.get(emission.topic, 0) + 1
@@ -61,8 +72,7 @@ class InMemoryTopics:
                 elif emission.topic == self.topology.dlq_topic:
                     self.dead_letters.append(orjson.loads(emission.value or b"null"))
                 elif emission.topic in self.topology.stage_topics():
-                    queue.extend(await self.runner.on_envelope(self._record(emission)))
-            self.join_writes += len(self.store.take_partial_writes()) + len(self.store.take_fired_writes())
+                    queue.extend(self.take(await self.runner.on_envelope(self._record(emission))))
 
 
 def sample_events(pipeline_id: str) -> list[bytes]:
@@ -148,16 +158,18 @@ async def test_a_join_that_waits_too_long_fails_its_run_and_the_run_still_ends()
     topics = InMemoryTopics(pipeline, fuse=True)
     event = sample_events("order_enrichment")[0]
     record = InputRecord(topics.topology.input_topics[0], 0, 0, 1_700_000_000_000, None, event)
-    emissions = await topics.runner.on_input(record)
+    emissions = topics.take(await topics.runner.on_input(record))
     start_topic = topics.topology.start.topic
     while [e.topic for e in emissions] == [start_topic]:  # forwarded to the partition its key maps to
-        emissions = await topics.runner.on_envelope(topics._record(emissions[0]))
+        emissions = topics.take(await topics.runner.on_envelope(topics._record(emissions[0])))
     # deliver only the first branch's envelope: the join waits for the other one
     branches = [e for e in emissions if e.topic in topics.topology.stage_topics()]
     assert len(branches) == 2
     await topics.runner.on_envelope(topics._record(branches[0]))
     assert topics.store.waiting() == 1
-    expired = await topics.runner.expire_joins(0.0)
+    produced = Produced()
+    await topics.runner.expire_joins(0.0, produced)
+    expired = produced.sends
     results = [orjson.loads(e.value or b"") for e in expired if e.topic == topics.topology.output_topic]
     assert len(results) == 1 and results[0]["status"] == "failed"
     assert results[0]["error"]["type"] == "JoinTimeout"
@@ -238,13 +250,13 @@ async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_n
     stage_topic = topics.topology.stages[topics.topology.stage_of["pricing"]].topic
     partition = partition_for(letter["envelope"]["key"].encode(), topics.topology.partitions)
     replayed = await topics.runner.on_envelope(InputRecord(stage_topic, partition, 99, 0, None, replay_of(letter)))
-    queue = deque(replayed)
+    queue = deque(topics.take(replayed))
     while queue:
         emission = queue.popleft()
         if emission.topic == topics.topology.output_topic:
             topics.outputs.append(orjson.loads(emission.value or b"null"))
         elif emission.topic in topics.topology.stage_topics():
-            queue.extend(await topics.runner.on_envelope(topics._record(emission)))
+            queue.extend(topics.take(await topics.runner.on_envelope(topics._record(emission))))
     assert len(topics.outputs) == 2
     again = topics.outputs[1]
     assert again["run_id"] == failed["run_id"]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from streams.process.supervisor import WorkerSlot, combined_health, relay_lines, worker_environment
 from streams.settings import Settings, settings_problems
-from streams.supervisor import WorkerSlot, combined_health, relay_lines, worker_environment
 
 
 def slot(index: int, status: int, body: dict[str, Any], restarts: int = 0) -> WorkerSlot:

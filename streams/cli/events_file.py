@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
+from ia_modules.pipeline.wire import parse_event
 
 UTF8_BOM = b"\xef\xbb\xbf"
 """What some editors put in front of a UTF-8 file; not part of the first event."""
@@ -25,17 +25,6 @@ class EventLine:
     line: int
     event: dict[str, Any] | None
     problem: str | None = None
-
-
-def parse_event(raw: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
-    """A JSON object, or None and the reason it is not one."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, f"an event must be a JSON object, not {type(value).__name__}"
-    return value, None
 
 
 def _lines(stream: IO[bytes]) -> Iterator[EventLine]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 
 def now_ms() -> int:
@@ -37,13 +37,3 @@ class InputRecord(NamedTuple):
     timestamp: int
     key: bytes | None
     value: bytes | None
-
-
-def record_source(record: ConsumedRecord) -> dict[str, Any]:
-    """Where the record came from, as result records and dead letters give it."""
-    return {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-    }

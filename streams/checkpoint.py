@@ -1,30 +1,83 @@
-"""What must be durable before a batch's offsets are committed, beyond the broker's acknowledgements: the
-results sink's rows. While the database is unreachable the gate holds the offsets back, pauses the
-worker's partitions (it keeps polling, so it stays in its group, and takes in nothing more), and retries
-with backoff; once the rows are written it commits and resumes."""
+"""One fetched batch from fetch to commit, and the order in which what it produced becomes durable.
+
+The stage runner appends what running a record produced to ``Produced``: records to send (envelopes, results,
+dead letters, join state), the markers of joins that fired, finished runs and dead letters for the results sink.
+A ``Checkpoint`` is a fetched batch's ``Produced`` with the offsets it consumed; ``Committer.commit`` makes it
+durable in one order: send, wait for the broker's acknowledgements, write the join markers (only now, so a
+crash before them fires those joins again rather than never), write the sink's rows, commit the offsets.
+
+While the database is unreachable the committer holds the offsets back, pauses the worker's partitions (it
+keeps polling, so it stays in its group, and takes in nothing more), and retries with backoff; once the rows
+are written it commits and resumes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from ia_modules.database import DatabaseConnectionError, DatabaseError
+from streams.kafka.producer import Emission, Sent, produce
 
-from .sink import FinishedRun, ResultsSink
+if TYPE_CHECKING:  # the sink's package imports this module
+    from streams.sink.results import FinishedRun, ResultsSink
 
-logger = logging.getLogger("ia_modules.streams.sink")
+logger = logging.getLogger(__name__)
 
 INITIAL_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 30.0
 
 
+class Produced:
+    """What running records produced, in the order ``Committer.commit`` makes it durable."""
+
+    __slots__ = ("join_markers", "join_state", "letters", "runs", "sends")
+
+    def __init__(self) -> None:
+        self.sends: list[Emission] = []
+        """Records to produce at once: envelopes for later stages, results, dead letters."""
+        self.join_state: list[Emission] = []
+        """Changelog records of join state (partial, seeded, deleted): produced at once, with ``sends``."""
+        self.join_markers: list[Emission] = []
+        """Changelog records saying a join fired: produced once ``sends`` are acknowledged."""
+        self.runs: list[FinishedRun] = []
+        """Finished runs, for ``pipeline_runs``."""
+        self.letters: list[dict[str, Any]] = []
+        """Dead letters (also among ``sends``), for the ``dead_letters`` table."""
+
+    def extend(self, other: Produced) -> None:
+        self.sends.extend(other.sends)
+        self.join_state.extend(other.join_state)
+        self.join_markers.extend(other.join_markers)
+        self.runs.extend(other.runs)
+        self.letters.extend(other.letters)
+
+    def __bool__(self) -> bool:
+        return bool(self.sends or self.join_state or self.join_markers or self.runs or self.letters)
+
+    def to_send(self) -> list[Emission]:
+        """What is produced first, before the acknowledgements are awaited."""
+        return self.sends + self.join_state if self.join_state else self.sends
+
+
 @dataclass
-class GateStats:
+class Checkpoint:
+    """One fetched batch: what its records produced and the offsets to commit once that is durable."""
+
+    produced: Produced = field(default_factory=Produced)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    consumed: int = 0
+
+
+@dataclass
+class CommitStats:
+    produced: int = 0
     rows_written: int = 0
     letters_written: int = 0
     outages: int = 0
@@ -33,15 +86,40 @@ class GateStats:
 
 
 @dataclass
-class CommitGate:
+class Committer:
+    """Makes checkpoints durable in order, for one worker's producer, consumer and results sink."""
+
+    producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
     sink: ResultsSink | None
-    stats: GateStats = field(default_factory=GateStats)
+    stats: CommitStats = field(default_factory=CommitStats)
     _runs: list[FinishedRun] = field(default_factory=list)
     _letters: list[dict[str, Any]] = field(default_factory=list)
     _held: dict[TopicPartition, int] = field(default_factory=dict)
     _retry_at: float = 0.0
     _delay_s: float = INITIAL_RETRY_DELAY_S
+
+    async def commit(self, checkpoint: Checkpoint, sent: asyncio.Task[Sent] | None = None) -> None:
+        """Send what ``checkpoint`` produced (or wait for ``sent``, its sends already handed to the producer) and
+        its acknowledgements, write its join markers, write its rows, then commit its offsets; if the database
+        is away, hold the offsets and pause."""
+        produced = checkpoint.produced
+        if sent is None:
+            self.stats.produced += await produce(self.producer, produced.to_send())
+        else:
+            self.stats.produced += await (await sent).acknowledged()
+        if produced.join_markers:
+            self.stats.produced += await produce(self.producer, produced.join_markers)
+        holding = self.holding
+        self._runs.extend(produced.runs)
+        self._letters.extend(produced.letters)
+        self._held.update(checkpoint.offsets)
+        if not await self._flush():
+            self.consumer.pause(*self.consumer.assignment())
+        elif holding:  # the database came back while batches taken in before the pause were completing
+            await self._resume()
+        elif self._held:
+            await self._commit()
 
     @property
     def holding(self) -> bool:
@@ -55,28 +133,6 @@ class CommitGate:
         if self.sink is None:
             return "none"
         return "unreachable" if self._delay_s != INITIAL_RETRY_DELAY_S else "ok"
-
-    async def complete(
-        self, offsets: dict[TopicPartition, int], runs: list[FinishedRun], letters: list[dict[str, Any]]
-    ) -> None:
-        """Write the rows, then commit ``offsets``; if the database is away, hold them and pause."""
-        holding = self.holding
-        self._runs.extend(runs)
-        self._letters.extend(letters)
-        self._held.update(offsets)
-        if not await self._flush():
-            self.consumer.pause(*self.consumer.assignment())
-        elif holding:  # the database came back while batches taken in before the pause were completing
-            await self._resume()
-        else:
-            await self._commit()
-
-    async def add(self, runs: list[FinishedRun], letters: list[dict[str, Any]]) -> None:
-        """Rows that come from no consumed record (join timeouts): written now, or with the next flush."""
-        self._runs.extend(runs)
-        self._letters.extend(letters)
-        if not self._held:
-            await self._flush()
 
     async def retry_if_due(self) -> None:
         """While holding, try the database again once the backoff has passed."""

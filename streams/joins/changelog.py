@@ -7,8 +7,8 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from .cluster import bootstrap_servers
-from .join_store import JoinStore
+from streams.joins.store import JoinStore
+from streams.kafka.cluster import bootstrap_servers
 
 logger = logging.getLogger("ia_modules.streams.worker")
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from streams.child_processes import die_with_parent, process_running, stop_process
-from streams.cluster import cluster_id
+from streams.embedded.child_processes import die_with_parent, process_running, stop_process
+from streams.kafka.cluster import cluster_id
 
 DEFAULT_STATE_DIR = Path(".ia")
 RECORD_NAME = "broker.json"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from .cluster import bootstrap_servers
-from .topology import Topology
+from streams.kafka.cluster import bootstrap_servers
+from streams.topology import Topology
 
 logger = logging.getLogger(__name__)
 

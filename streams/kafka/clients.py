@@ -1,13 +1,24 @@
 """The worker's two Kafka clients, tuned for its hot path: one producer for every record it writes, one consumer
-in the pipelines' consumer group."""
+in the pipelines' consumer group.
+
+A pause after a failed metadata update of an aiokafka client.
+
+aiokafka updates metadata again as soon as anything asks, and with the broker down and a partition's leader
+unknown its producer's sender asks again the moment an update fails: the worker then spins a core and logs
+thousands of "Unable to update metadata" errors a second for as long as the broker is away (the fetcher has a
+twin of this loop, aio-libs/aiokafka#1155). Waiting the client's retry backoff after a failed update bounds that
+to a few attempts a second; a successful update is not delayed.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from .emission import max_request_bytes
-from .metadata_backoff import pause_after_failed_metadata_updates
+from streams.kafka.producer import max_request_bytes
 
 METADATA_RETRY_BACKOFF_S = 0.1
 """The pause after a failed metadata update (aiokafka's own ``retry_backoff_ms`` default)."""
@@ -51,3 +62,16 @@ def worker_consumer(
     )
     pause_after_failed_metadata_updates(consumer._client, METADATA_RETRY_BACKOFF_S)
     return consumer
+
+
+def pause_after_failed_metadata_updates(client: Any, backoff_s: float) -> None:
+    """Make ``client`` (an ``AIOKafkaClient``) wait ``backoff_s`` after each metadata update that failed."""
+    update = client._metadata_update  # what its metadata task calls for every update
+
+    async def paused(cluster_metadata: Any, topics: Any) -> Any:
+        updated = await update(cluster_metadata, topics)
+        if not updated:
+            await asyncio.sleep(backoff_s)
+        return updated
+
+    client._metadata_update = paused

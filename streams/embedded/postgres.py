@@ -23,10 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ia_modules.database import DatabaseError
-from streams.child_processes import process_running
+from streams.embedded.child_processes import process_running
 from streams.settings import Settings
 
-logger = logging.getLogger("streams.embedded_db")
+logger = logging.getLogger("streams.embedded.postgres")
 
 DEFAULT_DATA_DIR = Path(".ia") / "pg"
 

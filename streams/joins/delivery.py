@@ -7,12 +7,11 @@ from __future__ import annotations
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.graph import END, reachable_from
 from ia_modules.pipeline.kernel import Token
-
-from .envelope import Envelope
-from .join_store import JoinEntry, JoinStore, join_key
-from .records import now_ms
-from .stream_run import StreamRun, run_identity
-from .topology import Topology
+from streams.checkpoint import Produced
+from streams.envelope import Envelope, StreamRun, run_identity
+from streams.joins.store import JoinEntry, JoinStore, join_key
+from streams.kafka.records import now_ms
+from streams.topology import Topology
 
 
 class JoinDelivery:
@@ -24,18 +23,24 @@ class JoinDelivery:
         self.store = store
 
     def deliver(
-        self, run: StreamRun, envelope: Envelope, partition: int, node: str, tokens: dict[int, Token]
+        self,
+        run: StreamRun,
+        envelope: Envelope,
+        partition: int,
+        node: str,
+        tokens: dict[int, Token],
+        out: Produced,
     ) -> JoinEntry | None:
         """The run's tokens for ``node`` go to the store, with the outputs the join's stage needs, the trace and
         the error; the entry once every path has delivered, else None."""
         key = join_key(run.run_id, envelope.replay, node)
         if envelope.replay and self.store.get(partition, key) is None:
-            self._seed_replayed(partition, envelope, node, key)
+            self._seed_replayed(partition, envelope, node, key, out)
         needed = self.topology.needed_outputs[node if node == END else self.topology.stage_of[node]]
         fragment = {s: o for s, o in run.outputs.items() if s in needed}, run.full_trace(), run.error
-        return self.store.deliver(partition, key, node, tokens, fragment, now_ms(), run_identity(envelope))
+        return self.store.deliver(partition, key, node, tokens, fragment, now_ms(), run_identity(envelope), out)
 
-    def _seed_replayed(self, partition: int, envelope: Envelope, node: str, key: str) -> None:
+    def _seed_replayed(self, partition: int, envelope: Envelope, node: str, key: str, out: Produced) -> None:
         """A replayed run reaching a join: start from what the last attempt's join had from the paths the
         replay does not run again (those not downstream of the step it resumed at)."""
         earlier = None
@@ -57,7 +62,7 @@ class JoinDelivery:
             created_ms=now_ms(),
             run=run_identity(envelope),
         )
-        self.store.seed(partition, key, entry)
+        self.store.seed(partition, key, entry, out)
 
 
 def take_join(run: StreamRun, node: str, entry: JoinEntry) -> Token:

@@ -1,4 +1,11 @@
-"""Repeated log lines of the Kafka client, shown once per window with a count instead of each time.
+"""The Kafka client's log, made readable: errors it retries by itself shown as warnings, and repeated lines
+shown once per window with a count.
+
+aiokafka logs some errors it retries by itself at ERROR: the group coordinator not available yet on a fresh
+Kafka (while ``__consumer_offsets`` is being created), a fetch or a heartbeat that failed while a broker
+restarts. Nothing has failed for good then, so the worker shows them as warnings.
+
+Repeated log lines of the Kafka client, shown once per window with a count instead of each time.
 
 While a broker restarts, aiokafka logs the same few errors (coordinator not available, node not ready, cannot
 connect) every retry, ten times a second each; a log that is all repeats hides what else happened. The first
@@ -10,7 +17,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from aiokafka.errors import KafkaError
+
+
+class RetriedErrorsAsWarnings(logging.Filter):
+    """An ERROR record of a logger under ``prefix`` whose arguments hold a retriable Kafka error becomes a
+    WARNING; every record goes through."""
+
+    def __init__(self, prefix: str = "aiokafka") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith(self.prefix) and _retriable(record.args):
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+def _retriable(args: object) -> bool:
+    values = args.values() if isinstance(args, Mapping) else args if isinstance(args, tuple) else ()
+    return any(isinstance(value, KafkaError) and value.retriable for value in values)
+
 
 REPEAT_WINDOW_S = 10.0
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .cluster import bootstrap_servers
+from streams.kafka.cluster import bootstrap_servers
 
 TOPIC_POLL_S = 0.5
 """How often a reader looks for a topic that does not exist yet."""

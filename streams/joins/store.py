@@ -1,11 +1,11 @@
 """Join state: tokens a join (a step with several incoming paths, or the end node) has received for a run.
 
-The store is plain memory per partition; every change is also written, as an emission the worker produces, to
-the pipeline's compacted changelog topic, from which a worker that takes over a partition rebuilds it. The
-store does no I/O itself. Writes come in two kinds so that a fired join is never lost in a crash:
-partial states go out with the batch that delivered them, but the marker that a join fired goes out only
-after what it fired downstream has been acknowledged (``take_fired_writes``), so a crash in between fires it
-again (a duplicate with the same run id) instead of never. A join that fired ``fail`` keeps its state (for a
+The store is plain memory per partition; every change is also written, as a record appended to the batch's
+``Produced``, to the pipeline's compacted changelog topic, from which a worker that takes over a partition
+rebuilds it. The store does no I/O itself. Writes come in two kinds so that a fired join is never lost in a
+crash: partial states go out with the batch that delivered them (``join_state``), but the marker that a join fired
+goes out only after what it fired downstream has been acknowledged (``join_markers``), so a crash in between
+fires it again (a duplicate with the same run id) instead of never. A join that fired ``fail`` keeps its state (for a
 week) so that a replay of the run from the dead-letter queue can start from what the other branches brought.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
-from ia_modules.pipeline.kernel import Token, join_decision
-
-from .emission import DEFAULT_MAX_RECORD_BYTES, Emission
+from ia_modules.pipeline.kernel import Token, join_decision, join_ready
+from ia_modules.pipeline.wire import RunError
+from streams.checkpoint import Produced
+from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
 
 
 @dataclass
@@ -29,13 +30,13 @@ class JoinEntry:
     tokens: dict[int, Token]
     outputs: dict[str, Any]
     trace: dict[str, dict[str, Any]]
-    error: dict[str, Any] | None
+    error: RunError | None
     created_ms: int
     fired: bool = False
     run: dict[str, Any] = field(default_factory=dict)
     """The run's identity as the envelope carried it (key, input, source, started_ms), to resume it from here."""
 
-    def merge(self, outputs: dict[str, Any], trace: list[dict[str, Any]], error: dict[str, Any] | None) -> None:
+    def merge(self, outputs: dict[str, Any], trace: list[dict[str, Any]], error: RunError | None) -> None:
         self.outputs.update(outputs)
         for entry in trace:
             self.trace.setdefault(entry["step"], entry)
@@ -101,8 +102,6 @@ class JoinStore:
     expected: dict[str, int]
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES
     partitions: dict[int, dict[str, JoinEntry]] = field(default_factory=dict)
-    _partial_writes: list[Emission] = field(default_factory=list)
-    _fired_writes: list[Emission] = field(default_factory=list)
 
     def deliver(
         self,
@@ -110,9 +109,10 @@ class JoinStore:
         key: str,
         node: str,
         tokens: dict[int, Token],
-        fragment: tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None],
+        fragment: tuple[dict[str, Any], list[dict[str, Any]], RunError | None],
         now_ms: int,
         run: dict[str, Any],
+        out: Produced,
     ) -> JoinEntry | None:
         """Record ``tokens`` (by path); the entry once every path has delivered (once only: a token that
         arrives again after the join fired, as after a crash, is ignored). JoinStateTooLarge when the state
@@ -125,39 +125,31 @@ class JoinStore:
             return None
         entry.tokens.update(tokens)
         entry.merge(*fragment)
-        if len(entry.tokens) < self.expected[node]:
+        if join_ready(entry.tokens, self.expected[node]) is None:
             encoded = entry.encode()
             if len(encoded) > self.max_bytes:
-                self.close(partition, key, now_ms)
+                self.close(partition, key, now_ms, out)
                 raise JoinStateTooLarge(self.topic, len(encoded), node)
-            self._partial_writes.append(Emission(self.topic, partition, key.encode(), encoded))
+            out.join_state.append(Emission(self.topic, partition, key.encode(), encoded))
             return None
-        return self.fire(partition, key, entry)
+        return self.fire(partition, key, entry, out)
 
-    def fire(self, partition: int, key: str, entry: JoinEntry) -> JoinEntry:
+    def fire(self, partition: int, key: str, entry: JoinEntry, out: Produced) -> JoinEntry:
         """Mark the join fired and return what it collected. The store keeps only a small marker (to ignore a
         token that arrives again), except for a join that fired ``fail``, kept whole for a replay; the marker
         is written once what the join fired is durable."""
         entry.fired = True
         kept = entry if entry.decision() == "fail" else JoinEntry({}, {}, {}, None, entry.created_ms, fired=True)
         self.partitions.setdefault(partition, {})[key] = kept
-        self._fired_writes.append(Emission(self.topic, partition, key.encode(), kept.encode()))
+        out.join_markers.append(Emission(self.topic, partition, key.encode(), kept.encode()))
         return entry
 
-    def close(self, partition: int, key: str, now_ms: int) -> None:
+    def close(self, partition: int, key: str, now_ms: int, out: Produced) -> None:
         """Mark a join fired without firing it, as its run has ended another way: tokens that arrive for it
         later are ignored, so the run gets no second result."""
         entry = self.partitions.get(partition, {}).get(key)
         if entry is None or not entry.fired:
-            self.fire(partition, key, JoinEntry({}, {}, {}, None, entry.created_ms if entry else now_ms))
-
-    def take_partial_writes(self) -> list[Emission]:
-        writes, self._partial_writes = self._partial_writes, []
-        return writes
-
-    def take_fired_writes(self) -> list[Emission]:
-        writes, self._fired_writes = self._fired_writes, []
-        return writes
+            self.fire(partition, key, JoinEntry({}, {}, {}, None, entry.created_ms if entry else now_ms), out)
 
     def apply(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Replay one changelog record (restore); a null value deletes."""
@@ -170,10 +162,10 @@ class JoinStore:
     def get(self, partition: int, key: str) -> JoinEntry | None:
         return self.partitions.get(partition, {}).get(key)
 
-    def seed(self, partition: int, key: str, entry: JoinEntry) -> None:
+    def seed(self, partition: int, key: str, entry: JoinEntry, out: Produced) -> None:
         """Start a join with what an earlier attempt of its run already had (a replay)."""
         self.partitions.setdefault(partition, {})[key] = entry
-        self._partial_writes.append(Emission(self.topic, partition, key.encode(), entry.encode()))
+        out.join_state.append(Emission(self.topic, partition, key.encode(), entry.encode()))
 
     def drop(self, partition: int) -> None:
         """Forget a partition this worker no longer owns."""
@@ -186,17 +178,15 @@ class JoinStore:
                 if not entry.fired and entry.created_ms <= older_than_ms:
                     yield partition, key, entry
 
-    def purge_fired(self, older_than_ms: int, failed_older_than_ms: int) -> list[Emission]:
+    def purge_fired(self, older_than_ms: int, failed_older_than_ms: int, out: Produced) -> None:
         """Delete fired joins created before ``older_than_ms`` (tombstones for the changelog); a join that
         fired ``fail`` is kept until ``failed_older_than_ms``, for a replay of its run to start from."""
-        tombstones = []
         for partition, entries in self.partitions.items():
             for key, entry in list(entries.items()):
                 limit = failed_older_than_ms if entry.decision() == "fail" else older_than_ms
                 if entry.fired and entry.created_ms < limit:
                     del entries[key]
-                    tombstones.append(Emission(self.topic, partition, key.encode(), None))
-        return tombstones
+                    out.join_state.append(Emission(self.topic, partition, key.encode(), None))
 
     @property
     def empty(self) -> bool:

@@ -8,19 +8,10 @@ from typing import Any
 import orjson
 
 from ia_modules.pipeline.compiler import PipelinePlan
-from ia_modules.pipeline.templates import Scope, render_text
-
-from .emission import Emission
-from .envelope import partition_for
-from .topology import Topology
-
-
-def event_key(plan: PipelinePlan, event: dict[str, Any]) -> str | None:
-    """The partition key a worker gives this event (``stream.key`` resolved on it), or None."""
-    if plan.key is None:
-        return None
-    value = plan.key.resolve(Scope(event, plan.parameters, {}))
-    return None if value is None or value == "" else render_text(value)
+from ia_modules.pipeline.wire import event_key
+from streams.envelope import partition_for
+from streams.kafka.producer import Emission
+from streams.topology import Topology
 
 
 def event_emission(plan: PipelinePlan, topology: Topology, event: dict[str, Any], sequence: int) -> Emission:

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.services import ServiceRegistry
-
-from .join_store import JoinStore
-from .stage_runner import StageRunner
-from .topology import Topology, build_topology
+from streams.joins.store import JoinStore
+from streams.stage_runner import StageRunner
+from streams.topology import Topology, build_topology
 
 
 @dataclass

@@ -15,14 +15,13 @@ from pathlib import Path
 from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.loader import load_plan, pipeline_files
-
-from .app import create_app
-from .embedded_broker import embedded_broker, find_recorded_broker
-from .embedded_db import database_turned_off, database_url
-from .services import build_services
-from .settings import Settings
-from .sink import ResultsSink
-from .worker import Worker, WorkerOptions
+from streams.app import create_app
+from streams.embedded.broker import embedded_broker, find_recorded_broker
+from streams.embedded.postgres import database_turned_off, database_url
+from streams.process.services import build_services
+from streams.settings import Settings
+from streams.sink.results import ResultsSink
+from streams.worker import Worker, WorkerOptions
 
 logger = logging.getLogger("ia_modules.streams")
 

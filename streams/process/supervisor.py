@@ -26,12 +26,12 @@ from typing import Any, BinaryIO
 import httpx
 from aiohttp import web
 
-from .child_processes import die_with_parent, stop_process
-from .embedded_broker import free_port
-from .serve import broker_for_worker, load_plans, migrated_database_url
-from .settings import Settings
+from streams.embedded.broker import free_port
+from streams.embedded.child_processes import die_with_parent, stop_process
+from streams.process.serve import broker_for_worker, load_plans, migrated_database_url
+from streams.settings import Settings
 
-logger = logging.getLogger("ia_modules.streams.supervisor")
+logger = logging.getLogger("ia_modules.streams.process.supervisor")
 
 STOP_TIMEOUT_S = 30.0
 """How long a worker process may take to finish its batch, commit and leave the group before it is killed."""

@@ -1,0 +1,5 @@
+"""Running a worker as a command does: the event loop, the services steps get, the worker process with its
+broker, database, web port and signals (``serve``), and several worker processes behind one health page
+(``supervisor``)."""
+
+__all__: list[str] = []
