@@ -13,7 +13,9 @@ import pytest
 
 from ia_modules.pipeline import Pipeline, PipelineConfigError, ServiceRegistry, run_pipeline
 from ia_modules.pipeline.errors import PipelineNotFoundError
-from tests.unit.sample_steps import MODULE
+from ia_modules.pipeline.graph import END
+from ia_modules.pipeline.templates import Scope
+from tests.unit.sample_steps import MODULE, ConstStep
 
 
 def step(step_id: str, cls: str = "ConstStep", **extra: Any) -> dict[str, Any]:
@@ -113,6 +115,7 @@ def test_terminals_are_allowed_targets(tmp_path: Path, terminal: str) -> None:
     config["flow"]["paths"].append(path("b", terminal))
     pipeline = Pipeline.from_file(write(tmp_path, config))
     assert list(pipeline.plan.steps) == ["a", "b"]
+    assert [(e.source, e.target, e.terminal) for e in pipeline.plan.graph.outgoing["b"]] == [("b", END, terminal)]
 
 
 @pytest.mark.parametrize("reserved", ["input", "output", "dlq"])
@@ -232,7 +235,14 @@ def test_input_templates_may_name_any_upstream_step(tmp_path: Path) -> None:
         "x": "{{ a.v }}",
         "y": "{{ steps.b.result.v || pipeline_input.v || parameters.threshold }}",
     }
-    Pipeline.from_file(write(tmp_path, config))
+    plan = Pipeline.from_file(write(tmp_path, config)).plan
+    assert plan.graph.upstream["c"] == {"a", "b"}
+    inputs = plan.steps["c"].inputs
+    parameters = plan.parameters
+    outputs = {"a": {"v": 1}, "b": {"v": 2}}
+    assert inputs.resolve(Scope({"v": "in"}, parameters, outputs)) == {"x": 1, "y": 2}
+    assert inputs.resolve(Scope({"v": "in"}, parameters, {"a": {"v": 1}, "b": {}})) == {"x": 1, "y": "in"}
+    assert inputs.resolve(Scope({}, parameters, {"a": {}, "b": {}})) == {"x": None, "y": 0.5}
 
 
 @pytest.mark.parametrize(
@@ -355,7 +365,15 @@ def test_condition_may_name_the_step_it_leaves_and_its_upstream(tmp_path: Path) 
         "type": "all",
         "conditions": [expr("steps.a.x", "exists"), expr("b.y", "exists"), expr("result.z", "exists")],
     }
-    Pipeline.from_file(write(tmp_path, config))
+    plan = Pipeline.from_file(write(tmp_path, config)).plan
+    [edge] = plan.graph.outgoing["b"]
+    assert (edge.index, edge.source, edge.target) == (1, "b", "c")
+    condition = edge.condition
+    outputs = {"a": {"x": 1}, "b": {"y": 2}}
+    assert condition.evaluate(Scope({}, plan.parameters, outputs, result={"z": 3})).taken is True
+    assert condition.evaluate(Scope({}, plan.parameters, outputs, result={})).taken is False
+    assert condition.evaluate(Scope({}, plan.parameters, {"a": {"x": 1}}, result={"z": 3})).taken is False
+    assert plan.graph.outgoing["a"][0].condition.always  # the other path keeps its default condition
 
 
 @pytest.mark.parametrize(
@@ -442,7 +460,14 @@ def test_unknown_keys_are_allowed_on_steps_and_the_pipeline(tmp_path: Path) -> N
     config = chain("a")
     config["steps"][0]["name"] = "A friendly name"
     config["comment"] = "kept"
-    Pipeline.from_file(write(tmp_path, config))
+    plan = Pipeline.from_file(write(tmp_path, config)).plan
+    assert list(plan.steps) == ["a"]
+    assert plan.steps["a"].step_class is ConstStep
+    assert plan.steps["a"].config == {}
+    assert plan.parameters == {"threshold": 0.5, "nothing": None}
+    assert [(e.source, e.target, e.terminal) for e in plan.graph.edges] == [("a", END, "end")]
+    assert plan.model.model_extra == {"comment": "kept"}
+    assert plan.model.steps[0].model_extra == {"name": "A friendly name"}
 
 
 def test_a_pipeline_is_a_json_object(tmp_path: Path) -> None:
