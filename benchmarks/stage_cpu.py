@@ -28,7 +28,7 @@ import orjson
 
 from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
-from benchmarks.streaming_throughput import BENCH_PIPELINE, PARTITIONS, synthetic_events
+from benchmarks.throughput.events import BENCH_PIPELINE, PARTITIONS, synthetic_events
 from ia_modules.pipeline.core import Pipeline
 from streams.checkpoint import Produced
 from streams.joins.store import JoinStore

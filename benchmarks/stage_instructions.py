@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.stage_cpu import InMemoryWorker
-from benchmarks.streaming_throughput import BENCH_PIPELINE, synthetic_events
+from benchmarks.throughput.events import BENCH_PIPELINE, synthetic_events
 from ia_modules.pipeline.core import Pipeline
 
 WARM_UP = 500

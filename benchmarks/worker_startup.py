@@ -40,18 +40,11 @@ from typing import Any
 
 import httpx
 
-from benchmarks.streaming_throughput import (
-    BIN,
-    ROOT,
-    _clean_env,
-    chain_launch,
-    code_version,
-    preload,
-    read_ready,
-    stop_process,
-    synthetic_events,
-    tail,
-)
+from benchmarks.throughput.chains import chain_launch
+from benchmarks.throughput.events import BIN, ROOT, synthetic_events
+from benchmarks.throughput.launch import clean_env, read_ready, stop_process, tail
+from benchmarks.throughput.report import code_version
+from benchmarks.throughput.topics import preload
 from streams.embedded.broker import embedded_broker, free_port
 from streams.kafka.admin import ensure_topics
 
@@ -111,7 +104,7 @@ async def time_worker(env: dict[str, str], cwd: Path, port: int, log: Path) -> t
 
 
 def worker_env(port: int, broker: str | None, database: bool) -> dict[str, str]:
-    env = _clean_env(IA_PIPELINES_DIR=str(PIPELINES), IA_WEB_PORT=str(port), IA_LOG_LEVEL="WARNING")
+    env = clean_env(IA_PIPELINES_DIR=str(PIPELINES), IA_WEB_PORT=str(port), IA_LOG_LEVEL="WARNING")
     if broker is not None:
         env.update(IA_BROKER=f"kafka://{broker}", IA_APP_ID=f"s{uuid.uuid4().hex[:8]}",
                    IA_TOPIC_PREFIX=f"s{uuid.uuid4().hex[:8]}", IA_SESSION_TIMEOUT_MS="2000")  # fmt: skip
@@ -150,7 +143,7 @@ def import_seconds() -> float:
     best = float("inf")
     for _ in range(3):
         started = time.monotonic()
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), check=True)
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(), check=True)
         best = min(best, time.monotonic() - started)
     return best
 

@@ -70,12 +70,10 @@ class OrderIntakeStep(Step):
         )
         ip_country = self._country(data.get("ip_country"), "ip_country", problems, required=False)
         card_country = self._country(payment.get("card_country"), "payment.card_country", problems, required=False)
-        history = {}
-        for key in ("account_age_days", "previous_orders"):
-            value = customer.get(key, 0)
+        history = {key: customer.get(key, 0) for key in ("account_age_days", "previous_orders")}
+        for key, value in history.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"customer.{key} must be a non-negative integer")
-            history[key] = value
         if problems:
             raise ValueError(f"step '{self.name}': invalid order {order_id!r}: " + "; ".join(problems))
 
@@ -98,11 +96,7 @@ class OrderIntakeStep(Step):
             "payment_method": str(payment.get("method", "card")).lower(),
             "card_country": card_country,
             "coupon": str(data["coupon"]).strip().upper() if data.get("coupon") else None,
-            "customer": {
-                "account_age_days": history["account_age_days"],
-                "previous_orders": history["previous_orders"],
-                "email_domain": match.group(1).lower() if match else None,
-            },
+            "customer": {**history, "email_domain": match.group(1).lower() if match else None},
         }
         return {"order": order, "subtotal": order["subtotal"], "item_count": order["item_count"], "status": "success"}
 
