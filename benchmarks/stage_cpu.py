@@ -118,11 +118,11 @@ class InMemoryWorker:
         return outputs
 
     @staticmethod
-    async def _run(records: list[InputRecord], run: Callable[[InputRecord], Awaitable[Produced]]) -> Produced:
-        """What a batch of records produced, collected as the worker collects it."""
+    async def _run(records: list[InputRecord], run: Callable[[InputRecord, Produced], Awaitable[None]]) -> Produced:
+        """What a batch of records produced, collected as the worker collects a partition's."""
         produced = Produced()
         for record in records:
-            produced.extend(await run(record))
+            await run(record, produced)
         return produced
 
 

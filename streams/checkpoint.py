@@ -66,6 +66,26 @@ class Produced:
         return self.sends + self.join_state if self.join_state else self.sends
 
 
+class RecordPart:
+    """The part of a ``Produced`` that one record adds (from its creation on, while records of one partition
+    run one after the other): what the stage runner checks before the record is done, and replaces when the
+    run must end another way. Join state and markers are not part of it: a join's state changes stand."""
+
+    __slots__ = ("letters", "out", "runs", "sends_from")
+
+    def __init__(self, out: Produced) -> None:
+        self.out = out
+        self.sends_from = len(out.sends)
+        self.runs = len(out.runs)
+        self.letters = len(out.letters)
+
+    def replace(self) -> None:
+        """Take back the record's sends, finished runs and letters, for what replaces them."""
+        del self.out.sends[self.sends_from :]
+        del self.out.runs[self.runs :]
+        del self.out.letters[self.letters :]
+
+
 @dataclass
 class Checkpoint:
     """One fetched batch: what its records produced and the offsets to commit once that is durable."""

@@ -2,9 +2,10 @@
 
 ``StageRunner.on_input`` turns an input record into a run and executes the start stage; ``on_envelope``
 executes the stage an envelope resumes at. Both append what the record produced (envelopes for the next stages,
-the result record and finished run, dead letters, join state) to the batch's ``Produced``, and never raise for
-bad data: that becomes a dead letter. The kernel decides what each step and join does (``run_step``,
-``arrivals``); the stage runner decides where a run goes next: on in this stage, or to another stage's topic.
+the result record and finished run, dead letters, join state) to the ``Produced`` of its partition's part of
+the batch, and never raise for bad data: that becomes a dead letter. The kernel decides what each step and join
+does (``run_step``, ``arrivals``); the stage runner decides where a run goes next: on in this stage, or to another
+stage's topic.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ia_modules.pipeline.wire import (
     run_id_for,
     source_of,
 )
-from streams.checkpoint import Produced
+from streams.checkpoint import Produced, RecordPart
 from streams.envelope import Envelope, EnvelopeError, StreamRun, partition_for
 from streams.joins.delivery import JoinDelivery, take_join
 from streams.joins.store import JoinStateTooLarge, JoinStore, join_key
@@ -84,16 +85,15 @@ class StageRunner:
 
     # -- entry points ---------------------------------------------------------------------------------------
 
-    async def on_input(self, record: ConsumedRecord) -> Produced:
+    async def on_input(self, record: ConsumedRecord, out: Produced) -> None:
         """A new event: decode it, give it its run id and partition key, and run the start stage (or, when it
         arrived on another partition than its key maps to, forward it to the start stage's own topic first)."""
-        out = Produced()
         run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
         raw = record.value
         event, problem = parse_event(raw) if raw is not None else (None, "empty message (null value)")
         if event is None:
             self.letters.bad_input(record, problem or "", out)
-            return out
+            return
         key = partition_key(self.plan, event, record.key, run_id)
         envelope = Envelope(
             run_id=run_id,
@@ -107,51 +107,53 @@ class StageRunner:
             input_json=raw if raw is not None and b"\n" not in raw else b"",  # one line: the envelope's input as is
         )
         partition = partition_for(key.encode(), self.topology.partitions)
+        ours = RecordPart(out)
         if partition != record.partition or record.topic not in self.topology.input_topics:
             out.sends.append(self._envelope_to(self.topology.start.topic, envelope, partition))
         else:
-            await self.execute(envelope, partition, out)
-        return self._within_limit(envelope, partition, out)
+            await self.execute(envelope, partition, ours)
+        self._within_limit(envelope, partition, ours)
 
-    async def on_envelope(self, record: ConsumedRecord) -> Produced:
+    async def on_envelope(self, record: ConsumedRecord, out: Produced) -> None:
         """An envelope on a stage topic: run the stage from the step it resumes at."""
-        out = Produced()
         try:
             envelope = Envelope.decode(record.value, self.plan.id)
             if envelope.resume_at not in self.plan.steps:
                 raise EnvelopeError(f"resume_at names no step of {self.plan.id}: {envelope.resume_at!r}")
         except EnvelopeError as exc:
             self.letters.bad_input(record, f"not an envelope: {exc}", out)
-            return out
-        await self.execute(envelope, record.partition, out)
-        return self._within_limit(envelope, record.partition, out)
+            return
+        ours = RecordPart(out)
+        await self.execute(envelope, record.partition, ours)
+        self._within_limit(envelope, record.partition, ours)
 
-    def internal_error(self, record: ConsumedRecord, trace: str) -> Produced:
+    def internal_error(self, record: ConsumedRecord, trace: str, out: Produced) -> None:
         """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
-        out = Produced()
         self.letters.internal_error(record, trace, out)
-        return out
 
-    def _within_limit(self, envelope: Envelope, partition: int, out: Produced) -> Produced:
-        """``out``, or, when a record in it is larger than a record may be, the run ended as failed
-        (RecordTooLarge): the broker would refuse that record, failing every batch it is in, again after every
-        restart."""
+    def _within_limit(self, envelope: Envelope, partition: int, ours: RecordPart) -> None:
+        """When a record this one produced is larger than a record may be, the run ends as failed
+        (RecordTooLarge) instead: the broker would refuse that record, failing every batch it is in, again after
+        every restart."""
         limit = self.max_record_bytes
-        for emission in out.sends:
+        sends = ours.out.sends
+        for index in range(ours.sends_from, len(sends)):
+            emission = sends[index]
             if emission.value is not None and len(emission.value) > limit:
                 ahead = self._joins_ahead_of.get(emission.topic, frozenset())
-                return self._too_large(envelope, partition, emission.topic, len(emission.value), ahead, out)
-        return out
+                self._too_large(envelope, partition, emission.topic, len(emission.value), ahead, ours)
+                return
 
     def _too_large(
-        self, envelope: Envelope, partition: int, topic: str, size: int, ahead: frozenset[str], out: Produced
-    ) -> Produced:
+        self, envelope: Envelope, partition: int, topic: str, size: int, ahead: frozenset[str], ours: RecordPart
+    ) -> None:
         """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
-        trace, the input only if it fits), in place of what it produced on this record; the join state it
-        changed stays changed. The joins it could still reach (``ahead``) are closed: a branch that went ahead
-        earlier and arrives at one of them is ignored, rather than leaving it to time out into a second result."""
-        ended = Produced()
-        ended.join_state, ended.join_markers = out.join_state, out.join_markers
+        trace, the input only if it fits), in place of the records, rows and letters it produced on this record;
+        the join state it changed stays changed. The joins it could still reach (``ahead``) are closed: a branch
+        that went ahead earlier and arrives at one of them is ignored, rather than leaving it to time out into a
+        second result."""
+        ours.replace()
+        ended = ours.out
         for node in ahead:
             self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), now_ms(), ended)
         kinds = {
@@ -168,11 +170,10 @@ class StageRunner:
         if len(envelope.input_bytes()) > self.max_record_bytes // 2:
             envelope.input_json = b"null"
         self.finish(run, envelope, partition, ended, resolve=False)
-        return ended
 
     # -- execution --------------------------------------------------------------------------------------------
 
-    async def execute(self, envelope: Envelope, partition: int, out: Produced) -> None:
+    async def execute(self, envelope: Envelope, partition: int, ours: RecordPart) -> None:
         """Run the envelope's stage; skips and failures travel on at once, even into other stages."""
         run = StreamRun(self.plan, envelope.run_id, envelope.input, dict(envelope.outputs))
         run.earlier_trace = envelope.trace_json
@@ -180,10 +181,15 @@ class StageRunner:
         run.error = envelope.error
         if envelope.join_tokens:
             run.tokens[envelope.resume_at] = dict(envelope.join_tokens)
-        await self._drive(run, envelope, partition, [(envelope.resume_at, "run")], out)
+        await self._drive(run, envelope, partition, [(envelope.resume_at, "run")], ours)
 
     async def _drive(
-        self, run: StreamRun, envelope: Envelope, partition: int, start: list[tuple[str, Token]], out: Produced
+        self,
+        run: StreamRun,
+        envelope: Envelope,
+        partition: int,
+        start: list[tuple[str, Token]],
+        ours: RecordPart,
     ) -> None:
         """Run steps from ``start`` until every branch has left this stage: a step decided ``run`` in this stage
         runs here, one in another stage becomes an envelope on that stage's topic, skips and fails travel on at
@@ -191,6 +197,7 @@ class StageRunner:
         the envelope, ``carried``); only a join that must wait for another envelope of the run keeps them in the
         join store. A join never runs in the stage that fired it."""
         topology = self.topology
+        out = ours.out
         joins, stage_of = topology.joins, topology.stage_of
         plans, instances = self.plan.steps, self.steps
         stage = stage_of.get(start[0][0])
@@ -225,8 +232,7 @@ class StageRunner:
                     if entry is not None:
                         decided.append((node, take_join(run, node, entry)))
         except JoinStateTooLarge as exc:
-            ended = self._too_large(envelope, partition, exc.topic, exc.size, topology.joins_ahead[exc.node], out)
-            out.sends, out.runs, out.letters = ended.sends, ended.runs, ended.letters
+            self._too_large(envelope, partition, exc.topic, exc.size, topology.joins_ahead[exc.node], ours)
             return
         finally:
             current_execution_id.reset(reset)
@@ -344,8 +350,7 @@ class StageRunner:
                 + ", ".join(f"'{edge.source}'" for edge in missing),
                 step=None if node == END else node,
             )
-            expired = Produced()
-            self.store.fire(partition, key, entry, expired)
+            self.store.fire(partition, key, entry, out)
             identity = entry.run
             envelope = Envelope(
                 run_id=run_id,
@@ -361,7 +366,6 @@ class StageRunner:
             run = StreamRun(self.plan, run_id, envelope.input)
             take_join(run, node, entry)
             if node == END:
-                self.finish(run, envelope, partition, expired)
+                self.finish(run, envelope, partition, out)
             else:
-                await self._drive(run, envelope, partition, [(node, "fail")], expired)
-            out.extend(expired)
+                await self._drive(run, envelope, partition, [(node, "fail")], RecordPart(out))

@@ -24,7 +24,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.services import ServiceRegistry
-from streams.checkpoint import Checkpoint, Committer, Produced
+from streams.checkpoint import Checkpoint, Committer, Produced, RecordPart
 from streams.joins.changelog import restore_joins
 from streams.kafka.admin import ensure_topics, topic_specs
 from streams.kafka.clients import worker_consumer, worker_producer
@@ -262,41 +262,44 @@ class Worker:
             return await self._run_by_key(route, records)
         produced = Produced()
         for index, record in enumerate(records, 1):
-            produced.extend(await self._run_record(route, record))
+            await self._run_record(route, record, produced)
             if not index % YIELD_EVERY:
                 await asyncio.sleep(0)
         return produced
 
     async def _run_by_key(self, route: _Route, records: list[ConsumerRecord[bytes, bytes]]) -> Produced:
-        """Up to ``concurrency`` records at once, records with the same key one after the other."""
+        """Up to ``concurrency`` records at once, records with the same key one after the other; what each
+        produced is collected on its own (they run interleaved), then in record order."""
         by_key: dict[bytes | None, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             by_key[record.key].append(index)
-        results: list[Produced | None] = [None for _ in records]
+        results = [Produced() for _ in records]
         gate = asyncio.Semaphore(route.stage.concurrency)
 
         async def run_key(indexes: list[int]) -> None:
             for index in indexes:
                 async with gate:
-                    results[index] = await self._run_record(route, records[index])
+                    await self._run_record(route, records[index], results[index])
 
         await asyncio.gather(*(run_key(indexes) for indexes in by_key.values()))
         produced = Produced()
         for result in results:
-            if result is not None:
-                produced.extend(result)
+            produced.extend(result)
         return produced
 
-    async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes]) -> Produced:
+    async def _run_record(self, route: _Route, record: ConsumerRecord[bytes, bytes], out: Produced) -> None:
         runner = route.runner
+        ours = RecordPart(out)
         try:
             if route.is_input:
-                return await runner.on_input(record)
-            return await runner.on_envelope(record)
+                await runner.on_input(record, out)
+            else:
+                await runner.on_envelope(record, out)
         except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
             self.stats.internal_errors += 1
             logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
-            return runner.internal_error(record, "".join(traceback.format_exception(exc)))
+            ours.replace()  # nothing the record half produced goes out: it is kept as it came, in the letter
+            runner.internal_error(record, "".join(traceback.format_exception(exc)), out)
 
     # -- join timeouts ------------------------------------------------------------------------------------------
 

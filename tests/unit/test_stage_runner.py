@@ -47,6 +47,16 @@ class InMemoryTopics:
         self.finished: list[FinishedRun] = []
         self.letters_for_sink: list[dict[str, Any]] = []
 
+    async def on_input(self, record: InputRecord) -> list[Emission]:
+        produced = Produced()
+        await self.runner.on_input(record, produced)
+        return self.take(produced)
+
+    async def on_envelope(self, record: InputRecord) -> list[Emission]:
+        produced = Produced()
+        await self.runner.on_envelope(record, produced)
+        return self.take(produced)
+
     def take(self, produced: Produced) -> list[Emission]:
         """What a record produced: its records to route on; join writes are counted, rows kept for the sink."""
         self.join_writes += len(produced.join_state) + len(produced.join_markers)
@@ -63,7 +73,7 @@ class InMemoryTopics:
         queue: deque[Emission] = deque()
         for offset, raw in enumerate(events):
             record = InputRecord(self.topology.input_topics[0], partition, offset, 1_700_000_000_000, None, raw)
-            queue.extend(self.take(await self.runner.on_input(record)))
+            queue.extend(await self.on_input(record))
             while queue:
                 emission = queue.popleft()
                 self.carried[emission.topic] = self.carried.get(emission.topic, 0) + 1
@@ -72,7 +82,7 @@ class InMemoryTopics:
                 elif emission.topic == self.topology.dlq_topic:
                     self.dead_letters.append(orjson.loads(emission.value or b"null"))
                 elif emission.topic in self.topology.stage_topics():
-                    queue.extend(self.take(await self.runner.on_envelope(self._record(emission))))
+                    queue.extend(await self.on_envelope(self._record(emission)))
 
 
 def sample_events(pipeline_id: str) -> list[bytes]:
@@ -158,14 +168,14 @@ async def test_a_join_that_waits_too_long_fails_its_run_and_the_run_still_ends()
     topics = InMemoryTopics(pipeline, fuse=True)
     event = sample_events("order_enrichment")[0]
     record = InputRecord(topics.topology.input_topics[0], 0, 0, 1_700_000_000_000, None, event)
-    emissions = topics.take(await topics.runner.on_input(record))
+    emissions = await topics.on_input(record)
     start_topic = topics.topology.start.topic
     while [e.topic for e in emissions] == [start_topic]:  # forwarded to the partition its key maps to
-        emissions = topics.take(await topics.runner.on_envelope(topics._record(emissions[0])))
+        emissions = await topics.on_envelope(topics._record(emissions[0]))
     # deliver only the first branch's envelope: the join waits for the other one
     branches = [e for e in emissions if e.topic in topics.topology.stage_topics()]
     assert len(branches) == 2
-    await topics.runner.on_envelope(topics._record(branches[0]))
+    await topics.on_envelope(topics._record(branches[0]))
     assert topics.store.waiting() == 1
     produced = Produced()
     await topics.runner.expire_joins(0.0, produced)
@@ -249,14 +259,13 @@ async def test_a_run_replayed_from_its_dead_letter_keeps_the_branches_that_did_n
     Flaky.broken = False
     stage_topic = topics.topology.stages[topics.topology.stage_of["pricing"]].topic
     partition = partition_for(letter["envelope"]["key"].encode(), topics.topology.partitions)
-    replayed = await topics.runner.on_envelope(InputRecord(stage_topic, partition, 99, 0, None, replay_of(letter)))
-    queue = deque(topics.take(replayed))
+    queue = deque(await topics.on_envelope(InputRecord(stage_topic, partition, 99, 0, None, replay_of(letter))))
     while queue:
         emission = queue.popleft()
         if emission.topic == topics.topology.output_topic:
             topics.outputs.append(orjson.loads(emission.value or b"null"))
         elif emission.topic in topics.topology.stage_topics():
-            queue.extend(topics.take(await topics.runner.on_envelope(topics._record(emission))))
+            queue.extend(await topics.on_envelope(topics._record(emission)))
     assert len(topics.outputs) == 2
     again = topics.outputs[1]
     assert again["run_id"] == failed["run_id"]
