@@ -18,7 +18,14 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from streams import checkpoint as checkpoint_module
-from streams.checkpoint import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S, Checkpoint, Committer, Produced
+from streams.checkpoint import (
+    INITIAL_RETRY_DELAY_S,
+    MAX_RETRY_DELAY_S,
+    Checkpoint,
+    Committer,
+    Produced,
+    RecordPart,
+)
 from streams.kafka.producer import Emission, SendQueue
 from streams.sink.results import FinishedRun
 from tests.unit.kafka_stand_ins import Journal, StandInConsumer, StandInProducer, StandInSink
@@ -129,6 +136,18 @@ def test_produced_is_true_when_anything_of_any_kind_is_in_it(kind: str) -> None:
     assert not produced
     getattr(produced, kind).append(object())
     assert produced
+
+
+def test_a_record_part_takes_back_only_what_its_record_added_and_not_join_state() -> None:
+    out = checkpoint({}, runs=("before",), letters=("before-letter",), partial=True).produced
+    earlier = (list(out.sends), list(out.runs), list(out.letters))
+    part = RecordPart(out)
+    added = checkpoint({}, runs=("mine",), letters=("my-letter",), partial=True, fired=True).produced
+    out.extend(added)
+    part.replace()
+    assert (out.sends, out.runs, out.letters) == earlier
+    assert out.join_state == [*checkpoint({}, partial=True).produced.join_state, *added.join_state]
+    assert out.join_markers == added.join_markers, "a join's state changes stand"
 
 
 # -- the commit order --------------------------------------------------------------------------------------------------
