@@ -136,9 +136,7 @@ class StageRunner:
         (RecordTooLarge) instead: the broker would refuse that record, failing every batch it is in, again after
         every restart."""
         limit = self.max_record_bytes
-        sends = ours.out.sends
-        for index in range(ours.sends_from, len(sends)):
-            emission = sends[index]
+        for emission in ours.out.sends[ours.sends_from :]:
             if emission.value is not None and len(emission.value) > limit:
                 ahead = self._joins_ahead_of.get(emission.topic, frozenset())
                 self._too_large(envelope, partition, emission.topic, len(emission.value), ahead, ours)
@@ -215,15 +213,16 @@ class StageRunner:
                     if target == END:
                         self.finish(run, envelope, partition, out)
                     elif token != "run":
-                        decided.extend(arrivals(run, skip_step(run, target, token), held))
+                        arrivals(run, skip_step(run, target, token), held, decided)
                     elif index > starting and (stage_of[target] != stage or target in joins):
                         forwards.append(target)
                     else:
                         failures_before = len(run.failures)
                         sends = await run_step(run, plans[target], instances[target])
-                        for failure in run.failures[failures_before:]:
-                            self._step_letter(run, envelope, failure, partition, held, out)
-                        decided.extend(arrivals(run, sends, held))
+                        if len(run.failures) > failures_before:
+                            for failure in run.failures[failures_before:]:
+                                self._step_letter(run, envelope, failure, partition, held, out)
+                        arrivals(run, sends, held, decided)
                 waiting = [n for n in held if not any(n in topology.joins_ahead[f] for f in forwards)] if held else []
                 if not waiting:
                     break

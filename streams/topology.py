@@ -89,7 +89,7 @@ def build_topology(plan: PipelinePlan, prefix: str = "ia", app_id: str = "ia-mod
         stages[head] = Stage(head, tuple(chain), f"{base}.{head}", concurrency, head == graph.start)
         stage_of.update((s, head) for s in chain)
     inputs = tuple(plan.model.stream.input_topics or [f"{base}.input"])
-    joins = frozenset(node for node, edges in graph.incoming.items() if len(edges) > 1)
+    joins = graph.joins
     ends_in_join = {END} if END in joins else set()
     return Topology(
         pipeline=plan.id,

@@ -88,7 +88,7 @@ class Pipeline:
         instances = self.steps_for(services)
         reset = current_execution_id.set(run.run_id)
         try:
-            await self._visit(run, instances, self.plan.graph.start, "run")
+            await self._visit(run, instances, {}, self.plan.graph.start, "run")
         finally:
             current_execution_id.reset(reset)
         return PipelineResult(
@@ -104,16 +104,25 @@ class Pipeline:
             source=source,
         )
 
-    async def _visit(self, run: RunState, instances: dict[str, Step], step_id: str, token: Token) -> None:
+    async def _visit(
+        self,
+        run: RunState,
+        instances: dict[str, Step],
+        waiting: dict[str, dict[int, Token]],
+        step_id: str,
+        token: Token,
+    ) -> None:
+        """Run (or skip) ``step_id``, then the steps its paths make ready, concurrently; ``waiting`` holds the
+        run's joins that wait for more paths."""
         if token == "run":
             sends = await run_step(run, self.plan.steps[step_id], instances[step_id])
         else:
             sends = skip_step(run, step_id, token)
-        runnable = deliver_all(run, sends)
+        runnable = deliver_all(run, sends, waiting)
         if len(runnable) == 1:
-            await self._visit(run, instances, runnable[0], "run")
+            await self._visit(run, instances, waiting, runnable[0], "run")
         elif runnable:
-            await asyncio.gather(*(self._visit(run, instances, target, "run") for target in runnable))
+            await asyncio.gather(*(self._visit(run, instances, waiting, target, "run") for target in runnable))
 
     def __repr__(self) -> str:
         return f"Pipeline(id={self.plan.id!r}, steps={list(self.plan.steps)})"

@@ -42,6 +42,8 @@ class Graph:
     incoming: dict[str, list[Edge]] = field(default_factory=dict)
     upstream: dict[str, frozenset[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    joins: frozenset[str] = frozenset()
+    """Nodes with more than one incoming path (the end node among them when several branches end): joins."""
     always_from: dict[str, tuple[Edge, ...]] = field(default_factory=dict)
     """Steps every path of which is taken whatever they return (all ``always``, none ending with failure):
     the kernel routes them without evaluating anything."""
@@ -61,6 +63,7 @@ def build_graph(steps: list[str], start: str, edges: Iterable[Edge], always: Com
     for edge in graph.edges:
         graph.outgoing[edge.source].append(edge)
         graph.incoming[edge.target].append(edge)
+    graph.joins = frozenset(node for node, edges in graph.incoming.items() if len(edges) > 1)
     graph.always_from = {
         step: tuple(edges)
         for step, edges in graph.outgoing.items()

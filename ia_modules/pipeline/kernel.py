@@ -57,8 +57,6 @@ class RunState:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[int, Token]] = field(default_factory=dict)
     """For each join that fired, the token each of its paths delivered (by edge id)."""
-    waiting: dict[str, dict[int, Token]] = field(default_factory=dict)
-    """For each join not all of whose paths have delivered yet, the tokens delivered so far."""
     trace: list[dict[str, Any]] = field(default_factory=list)
     error: RunError | None = None
     failures: list[StepFailure] = field(default_factory=list)
@@ -136,30 +134,31 @@ def join_ready(received: Mapping[int, Token], expected: int) -> Token | None:
 
 
 def arrivals(
-    run: RunState, sends: list[tuple[Edge, Token]], waiting: dict[str, dict[int, Token]]
-) -> list[tuple[str, Token]]:
-    """Deliver each path's token to its target; the targets that are now decided, with their token (the end node
-    included). A target with one incoming path takes the path's token; a join collects tokens in ``waiting`` until
-    all its paths delivered, then they become the run's tokens for it and ``join_decision`` says what it does.
-    In-process ``waiting`` is ``run.waiting``; a stage runner passes the tokens its envelope carries."""
-    decided: list[tuple[str, Token]] = []
-    incoming = run.plan.graph.incoming
+    run: RunState,
+    sends: list[tuple[Edge, Token]],
+    waiting: dict[str, dict[int, Token]],
+    decided: list[tuple[str, Token]],
+) -> None:
+    """Deliver each path's token to its target, and append to ``decided`` the targets that are now decided, with
+    their token (the end node included). A target with one incoming path takes the path's token; a join collects
+    tokens in ``waiting`` until all its paths delivered, then they become the run's tokens for it and
+    ``join_decision`` says what it does. The caller keeps ``waiting`` for the run (in-process, for the whole run;
+    a stage runner, for what its envelope carries)."""
+    joins = run.plan.graph.joins
     for edge, token in sends:
         target = edge.target
-        expected = len(incoming[target])
-        if expected == 1:
+        if target not in joins:
             decided.append((target, token))
             continue
         received = waiting.get(target)
         if received is None:
             received = waiting[target] = {}
         received[edge.id] = token
-        decision = join_ready(received, expected)
+        decision = join_ready(received, len(run.plan.graph.incoming[target]))
         if decision is not None:
             del waiting[target]
             run.tokens[target] = received
             decided.append((target, decision))
-    return decided
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
@@ -278,20 +277,21 @@ def skip_step(run: RunState, step_id: str, token: Token) -> list[tuple[Edge, Tok
     return _pass_on(run, step_id, token, entry, reason)
 
 
-def deliver_all(run: RunState, sends: list[tuple[Edge, Token]]) -> list[str]:
-    """Deliver tokens; skip and fail tokens travel on at once (no task for a branch that does nothing).
-    Returns the steps that are now ready to run."""
+def deliver_all(run: RunState, sends: list[tuple[Edge, Token]], waiting: dict[str, dict[int, Token]]) -> list[str]:
+    """Deliver tokens (``waiting`` holds the run's joins that wait); skip and fail tokens travel on at once (no
+    task for a branch that does nothing). Returns the steps that are now ready to run."""
     runnable: list[str] = []
     while sends:
-        passed_on: list[tuple[Edge, Token]] = []
-        for target, token in arrivals(run, sends, run.waiting):
+        decided: list[tuple[str, Token]] = []
+        arrivals(run, sends, waiting, decided)
+        sends = []
+        for target, token in decided:
             if target == END:
                 continue
             if token == "run":
                 runnable.append(target)
             else:
-                passed_on.extend(skip_step(run, target, token))
-        sends = passed_on
+                sends.extend(skip_step(run, target, token))
     return runnable
 
 
