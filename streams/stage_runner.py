@@ -41,6 +41,18 @@ from streams.sink.results import FinishedRun
 from streams.topology import Topology, build_topology
 
 
+class RecordTooLarge(Exception):
+    """A record the run would produce is larger than a record may be (``IA_MAX_RECORD_BYTES``): the broker would
+    refuse it, failing every batch it is in, again after every restart; so the run ends here instead."""
+
+    def __init__(self, topic: str, size: int, ahead: frozenset[str]) -> None:
+        super().__init__(f"a record of {size:,} bytes for {topic}")
+        self.topic = topic
+        self.size = size
+        self.ahead = ahead
+        """The joins the run could still reach from there: closed, so that no branch brings it a second result."""
+
+
 class StageRunner:
     """Executes the stages of one pipeline on this worker: its plan, topics, steps and join state."""
 
@@ -108,11 +120,13 @@ class StageRunner:
         )
         partition = partition_for(key.encode(), self.topology.partitions)
         ours = RecordPart(out)
-        if partition != record.partition or record.topic not in self.topology.input_topics:
-            out.sends.append(self._envelope_to(self.topology.start.topic, envelope, partition))
-        else:
-            await self.execute(envelope, partition, ours)
-        self._within_limit(envelope, partition, ours)
+        try:
+            if partition != record.partition or record.topic not in self.topology.input_topics:
+                out.sends.append(self._envelope_to(self.topology.start.topic, envelope, partition))
+            else:
+                await self.execute(envelope, partition, ours)
+        except RecordTooLarge as exc:
+            self._too_large(envelope, partition, exc, ours)
 
     async def on_envelope(self, record: ConsumedRecord, out: Produced) -> None:
         """An envelope on a stage topic: run the stage from the step it resumes at."""
@@ -124,35 +138,24 @@ class StageRunner:
             self.letters.bad_input(record, f"not an envelope: {exc}", out)
             return
         ours = RecordPart(out)
-        await self.execute(envelope, record.partition, ours)
-        self._within_limit(envelope, record.partition, ours)
+        try:
+            await self.execute(envelope, record.partition, ours)
+        except RecordTooLarge as exc:
+            self._too_large(envelope, record.partition, exc, ours)
 
     def internal_error(self, record: ConsumedRecord, trace: str, out: Produced) -> None:
         """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
         self.letters.internal_error(record, trace, out)
 
-    def _within_limit(self, envelope: Envelope, partition: int, ours: RecordPart) -> None:
-        """When a record this one produced is larger than a record may be, the run ends as failed
-        (RecordTooLarge) instead: the broker would refuse that record, failing every batch it is in, again after
-        every restart."""
-        limit = self.max_record_bytes
-        for emission in ours.out.sends[ours.sends_from :]:
-            if emission.value is not None and len(emission.value) > limit:
-                ahead = self._joins_ahead_of.get(emission.topic, frozenset())
-                self._too_large(envelope, partition, emission.topic, len(emission.value), ahead, ours)
-                return
-
-    def _too_large(
-        self, envelope: Envelope, partition: int, topic: str, size: int, ahead: frozenset[str], ours: RecordPart
-    ) -> None:
+    def _too_large(self, envelope: Envelope, partition: int, exc: RecordTooLarge, ours: RecordPart) -> None:
         """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
         trace, the input only if it fits), in place of the records, rows and letters it produced on this record;
-        the join state it changed stays changed. The joins it could still reach (``ahead``) are closed: a branch
-        that went ahead earlier and arrives at one of them is ignored, rather than leaving it to time out into a
-        second result."""
+        the join state it changed stays changed. The joins it could still reach are closed: a branch that went
+        ahead earlier and arrives at one of them is ignored, rather than leaving it to time out into a second
+        result."""
         ours.replace()
         ended = ours.out
-        for node in ahead:
+        for node in exc.ahead:
             self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), now_ms(), ended)
         kinds = {
             self.topology.output_topic: "result",
@@ -162,7 +165,7 @@ class StageRunner:
         run = StreamRun(self.plan, envelope.run_id, envelope.input)
         run.error = run_error(
             "RecordTooLarge",
-            f"the run's {kinds.get(topic, 'envelope')} for {topic} is {size:,} bytes, over the "
+            f"the run's {kinds.get(exc.topic, 'envelope')} for {exc.topic} is {exc.size:,} bytes, over the "
             f"{self.max_record_bytes:,} a record may have (IA_MAX_RECORD_BYTES); the run stops here",
         )
         if len(envelope.input_bytes()) > self.max_record_bytes // 2:
@@ -231,8 +234,7 @@ class StageRunner:
                     if entry is not None:
                         decided.append((node, take_join(run, node, entry)))
         except JoinStateTooLarge as exc:
-            self._too_large(envelope, partition, exc.topic, exc.size, topology.joins_ahead[exc.node], ours)
-            return
+            raise RecordTooLarge(exc.topic, exc.size, topology.joins_ahead[exc.node]) from None
         finally:
             current_execution_id.reset(reset)
         for target in forwards:
@@ -250,7 +252,10 @@ class StageRunner:
         value = envelope.encode_resumed(
             self.plan.version, target, outputs, run.trace_json(), run.error, run.tokens.get(target), carried
         )
-        return Emission(self.topology.stages[stage].topic, partition, envelope.key.encode(), value)
+        topic = self.topology.stages[stage].topic
+        if len(value) > self.max_record_bytes:
+            raise RecordTooLarge(topic, len(value), self._joins_ahead_of[topic])
+        return Emission(topic, partition, envelope.key.encode(), value)
 
     def _resume_envelope(
         self,
@@ -308,7 +313,10 @@ class StageRunner:
     def _envelope_to(self, topic: str, envelope: Envelope, partition: int) -> Emission:
         """An envelope for a stage topic. It has no ``ia-run-id`` header (the output and dead-letter records have
         one): the run id is inside, and a record header costs aiokafka more to write than 2 KB of value."""
-        return Emission(topic, partition, envelope.key.encode(), envelope.encode())
+        value = envelope.encode()
+        if len(value) > self.max_record_bytes:
+            raise RecordTooLarge(topic, len(value), self._joins_ahead_of[topic])
+        return Emission(topic, partition, envelope.key.encode(), value)
 
     def finish(self, run: StreamRun, envelope: Envelope, partition: int, out: Produced, resolve: bool = True) -> None:
         """The end node: the result record on the output topic and for the sink, and a dead letter for a run that
@@ -325,10 +333,12 @@ class StageRunner:
             input=orjson.Fragment(envelope.input_bytes()),
             source=envelope.source,
         )
-        out.runs.append(FinishedRun(record, now_ms()))
-        headers = (("ia-run-id", run.run_id.encode()),)
         value = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        if len(value) > self.max_record_bytes:
+            raise RecordTooLarge(self.topology.output_topic, len(value), frozenset())
+        headers = (("ia-run-id", run.run_id.encode()),)
         out.sends.append(Emission(self.topology.output_topic, partition, envelope.key.encode(), value, headers))
+        out.runs.append(FinishedRun(record, now_ms()))
         if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
             self.letters.run_failed(run, envelope, partition, out)
 
@@ -364,7 +374,11 @@ class StageRunner:
             )
             run = StreamRun(self.plan, run_id, envelope.input)
             take_join(run, node, entry)
-            if node == END:
-                self.finish(run, envelope, partition, out)
-            else:
-                await self._drive(run, envelope, partition, [(node, "fail")], RecordPart(out))
+            ours = RecordPart(out)
+            try:
+                if node == END:
+                    self.finish(run, envelope, partition, out)
+                else:
+                    await self._drive(run, envelope, partition, [(node, "fail")], ours)
+            except RecordTooLarge as exc:
+                self._too_large(envelope, partition, exc, ours)
