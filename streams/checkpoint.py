@@ -143,8 +143,8 @@ class Committer:
 
     @property
     def holding(self) -> bool:
-        """Offsets are held back because the database is away."""
-        return bool(self._held)
+        """Offsets or rows are held back because the database is away."""
+        return bool(self._held or self._runs or self._letters)
 
     @property
     def database_state(self) -> str:
@@ -156,7 +156,7 @@ class Committer:
 
     async def retry_if_due(self) -> None:
         """While holding, try the database again once the backoff has passed."""
-        if self._held and time.monotonic() >= self._retry_at and await self._flush():
+        if self.holding and time.monotonic() >= self._retry_at and await self._flush():
             await self._resume()
 
     async def _resume(self) -> None:

@@ -137,11 +137,19 @@ class JoinStore:
     def fire(self, partition: int, key: str, entry: JoinEntry, out: Produced) -> JoinEntry:
         """Mark the join fired and return what it collected. The store keeps only a small marker (to ignore a
         token that arrives again), except for a join that fired ``fail``, kept whole for a replay; the marker
-        is written once what the join fired is durable."""
+        is written once what the join fired is durable. A failed join's state too large for a record is not kept:
+        its replay then starts that join afresh."""
         entry.fired = True
-        kept = entry if entry.decision() == "fail" else JoinEntry({}, {}, {}, None, entry.created_ms, fired=True)
+        marker = JoinEntry({}, {}, {}, None, entry.created_ms, fired=True)
+        kept, encoded = marker, None
+        if entry.decision() == "fail":
+            encoded = entry.encode()
+            if len(encoded) <= self.max_bytes:
+                kept = entry
+        if kept is marker:
+            encoded = marker.encode()
         self.partitions.setdefault(partition, {})[key] = kept
-        out.join_markers.append(Emission(self.topic, partition, key.encode(), kept.encode()))
+        out.join_markers.append(Emission(self.topic, partition, key.encode(), encoded))
         return entry
 
     def close(self, partition: int, key: str, now_ms: int, out: Produced) -> None:

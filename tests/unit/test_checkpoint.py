@@ -429,3 +429,20 @@ async def test_losing_the_connection_while_writing_row_by_row_is_an_outage(
     assert parts.consumer.paused == set()
     assert parts.sink.rows == ["r1", "r1", "r3"], "the rows again (r1 twice: the sink's upsert makes that harmless)"
     assert parts.committer.stats.rows_rejected == 1, "the bad row, refused once the database was back"
+
+
+async def test_rows_of_no_consumed_record_are_held_while_the_database_is_away_and_written_when_it_is_back(
+    make: Callable[..., Parts], clock: Clock
+) -> None:
+    """A join-timeout sweep's checkpoint has rows but no offsets: while the database is away its rows are held
+    (the consumer paused like any other outage), and the retry writes them and resumes the consumer."""
+    parts = make()
+    parts.sink.reachable = False
+    await parts.committer.commit(checkpoint({}, runs=("timed-out",)))
+    assert parts.committer.holding and parts.consumer.paused == {IN_0, IN_1}
+    parts.journal.clear()
+    clock.now += INITIAL_RETRY_DELAY_S
+    parts.sink.reachable = True
+    await parts.committer.retry_if_due()
+    assert parts.journal == [("write", ("timed-out",), ()), ("resume", ("ia.p.in:0", "ia.p.in:1"))]
+    assert not parts.committer.holding and parts.consumer.paused == set()

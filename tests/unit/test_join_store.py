@@ -123,6 +123,20 @@ def test_a_join_that_fires_fail_keeps_its_whole_state_for_a_replay() -> None:
     assert kept is not None and kept.tokens == {0: "fail", 1: "run"}
 
 
+def test_a_failed_join_whose_state_is_too_large_for_a_record_keeps_only_its_marker() -> None:
+    """The state a failed join keeps for a replay goes into its marker: over ``max_bytes`` the broker would refuse
+    the marker on every retry, so only the small marker is kept and written (a replay starts that join afresh)."""
+    joins = store(max_bytes=300)
+    deliver(joins, {0: "fail"}, {}, ("left",), run_error("ValueError", "boom", step="left"))
+    fired, out = deliver(joins, {1: "run"}, {"right": {"blob": "x" * 400}}, ("right",))
+    assert fired is not None and fired.decision() == "fail", "the run still goes on from the join's decision"
+    [marker] = out.join_markers
+    assert marker.value is not None and len(marker.value) <= 300
+    assert orjson.loads(marker.value) == {"fired": True, "created_ms": 1_000}
+    kept = joins.get(2, KEY)
+    assert kept is not None and kept.fired and kept.tokens == {}
+
+
 def test_the_first_trace_entry_of_a_step_is_kept() -> None:
     entry = JoinEntry({}, {}, {}, None, 0)
     entry.merge({"a": {"v": 1}}, [trace("a", "ok")], None)
