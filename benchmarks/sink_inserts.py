@@ -6,7 +6,7 @@ On the embedded PostgreSQL (a fresh data directory in a temporary folder, remove
 database created (and dropped at the end) on ``IA_BENCH_DATABASE_URL`` when that is set; the project's migrations
 applied by ``DatabaseManager.initialize()``. Every variant starts from the same kind of batch of ``FinishedRun``
 records (an order_enrichment input of ~550 B, its outputs, a 5-step trace, error null) and turns them into rows
-with ``streams.sink.run_row`` inside the timing, as the sink does:
+with ``streams.sink.results.run_row`` inside the timing, as the sink does:
 
     row          one autocommitted ``INSERT ... ON CONFLICT (run_id) DO NOTHING`` per row
     executemany  the same INSERT, one ``executemany`` per batch (asyncpg runs it as one transaction)

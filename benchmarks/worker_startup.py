@@ -6,9 +6,9 @@ for the hand-written Faust chain of ``benchmarks/faust_chain.py``.
 Modes, interleaved run by run so that machine noise hits all of them:
 
   embedded           IA_BROKER unset (the worker starts its own embedded Tansu broker), IA_DATABASE_URL=none:
-                     the target of issue 3 (consuming within 3 s)
+                     the start-up target (consuming within 3 s)
   embedded+pg        IA_BROKER unset and IA_DATABASE_URL unset: the default, with the embedded PostgreSQL, whose
-                     data directory was initialised by an untimed first start (as the issue says)
+                     data directory was initialised by an untimed first start
   embedded-2p        as embedded, with two worker processes (IA_PROCESSES=2): until both consume
   external           IA_BROKER set to a broker that is already running (started here), IA_DATABASE_URL=none
   faust              the Faust chain (three agents) on that running broker, until its first agent has the one

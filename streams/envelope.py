@@ -1,11 +1,11 @@
 """The envelope: what travels between stages of a run, and how it is encoded (orjson).
 
-``StreamRun`` is the kernel's run state on one stage, with the trace the envelope brought.
-
 It carries the run's identity and partition key, the input, the step outputs still read downstream, the trace
 so far, the first error, the step to resume at, for a join that fired, which of its paths were taken and, for
 joins still ahead, the tokens this run already decided for them (``carried``: a skipped branch costs no
 message and no join-state write when the run's only envelope brings its token along).
+
+``StreamRun`` is the kernel's run state on one stage, with the trace the envelope brought.
 """
 
 from __future__ import annotations

@@ -325,7 +325,7 @@ class Worker:
     # -- rebalancing -------------------------------------------------------------------------------------------
 
     def _partitions_of(self, tps: Iterable[TopicPartition]) -> dict[int, set[int]]:
-        """Which partitions of which runtime (by index) the topic-partitions touch."""
+        """Which partitions of which stage runner (by index in ``runners``) the topic-partitions touch."""
         touched: dict[int, set[int]] = defaultdict(set)
         for tp in tps:
             route = self.routes.get(tp.topic)

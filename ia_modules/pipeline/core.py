@@ -1,7 +1,7 @@
 """The guide's core API: ``Step``, ``Pipeline`` and ``TemplateParameterResolver``.
 
 ``Pipeline`` is a compiled pipeline file; ``await pipeline.run(input)`` executes one run in-process with the same
-kernel the streaming agents use.
+kernel the worker's stage runner (``streams.stage_runner``) drives.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Pipeline:
         The run works on a JSON copy of ``input_data``, as a streamed run would, so steps cannot change it."""
         if not isinstance(input_data, dict):
             raise TypeError(f"pipeline input must be a JSON object (dict), not {type(input_data).__name__}")
-        encoded = orjson.dumps(input_data)  # TypeError, as before, for an input JSON cannot carry
+        encoded = orjson.dumps(input_data)  # TypeError for an input JSON cannot carry
         run = RunState(self.plan, run_id or str(uuid.uuid4()), orjson.loads(encoded), input_json=encoded)
         instances = self.steps_for(services)
         reset = current_execution_id.set(run.run_id)

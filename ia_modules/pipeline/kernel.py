@@ -1,6 +1,7 @@
-"""The execution kernel: run one step (retries, timeout, on_error), route its paths, and keep join tokens.
+"""The execution kernel: run one step (retries, timeout, on_error), route its paths, and deliver join tokens.
 
-Both the in-process runner and the streaming agents drive runs through these functions, so their semantics
+Both the in-process runner (``Pipeline.run``) and the stage runner (``streams.stage_runner``) drive runs through
+these functions, so their semantics
 cannot drift apart. Nothing here does I/O beyond awaiting the steps themselves.
 """
 

@@ -1,4 +1,4 @@
-"""Commands that need no broker: ``validate``, ``run``, ``graph``, and the in-process ``demo``."""
+"""Commands that need no broker: ``validate``, ``run`` and ``graph``."""
 
 from __future__ import annotations
 

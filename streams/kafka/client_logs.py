@@ -5,8 +5,6 @@ aiokafka logs some errors it retries by itself at ERROR: the group coordinator n
 Kafka (while ``__consumer_offsets`` is being created), a fetch or a heartbeat that failed while a broker
 restarts. Nothing has failed for good then, so the worker shows them as warnings.
 
-Repeated log lines of the Kafka client, shown once per window with a count instead of each time.
-
 While a broker restarts, aiokafka logs the same few errors (coordinator not available, node not ready, cannot
 connect) every retry, ten times a second each; a log that is all repeats hides what else happened. The first
 line of each kind goes through, the same kind again within the window is counted, and the next one after the

@@ -1,4 +1,4 @@
-"""Running a worker as a command does: the event loop, the services steps get, the worker process with its
+"""What running a worker as a command takes: the event loop, the services steps get, the worker process with its
 broker, database, web port and signals (``serve``), and several worker processes behind one health page
 (``supervisor``)."""
 

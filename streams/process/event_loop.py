@@ -1,7 +1,7 @@
 """The event loop the commands run on: uvloop (libuv) where it is installed, else asyncio's own.
 
 A worker spends about a tenth of its time in the event loop (socket reads and writes, callbacks, futures); uvloop
-does that work in C (0 to 15 % more events/s, benchmarks/README.md). ``IA_EVENT_LOOP=asyncio`` opts out."""
+does that work in C (benchmarks/README.md has the measurements). ``IA_EVENT_LOOP=asyncio`` opts out."""
 
 from __future__ import annotations
 

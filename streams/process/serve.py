@@ -1,4 +1,4 @@
-"""Running a worker as a command does: pipelines from a folder, the broker (embedded unless IA_BROKER is set),
+"""What running a worker as a command takes: pipelines from a folder, the broker (embedded unless IA_BROKER is set),
 the services, the web port, signals, and an orderly stop."""
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManag
         if url is None:
             yield None
             return
-        # The sink's own pool. A timeout turns a database that stopped answering into an outage the commit gate
+        # The sink's own pool. A timeout turns a database that stopped answering into an outage the committer
         # reports and retries (without one a write could wait forever, the worker stalled and silent). No pool
         # floor: asyncpg would keep reconnecting in the background through an outage, logging a traceback each
-        # time, while the gate already retries with backoff and says so in one line.
+        # time, while the committer already retries with backoff and says so in one line.
         timeout_s = settings.database_timeout_s
         db = DatabaseManager(url, min_pool_size=0, command_timeout=timeout_s, connect_timeout=timeout_s)
         try:

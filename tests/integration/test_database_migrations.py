@@ -1,4 +1,4 @@
-"""The migration runner on real SQLite files and a real PostgreSQL: every rule of issue 4 part 2."""
+"""The migration runner on real SQLite files and a real PostgreSQL: every rule in docs/database.md's Migrations."""
 
 from __future__ import annotations
 
