@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health page")
     log_level: Annotated[LogLevel, BeforeValidator(_level_in_any_case)] = "INFO"
     fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
-    services: str | None = Field(None, description="module:factory, a sync or async factory returning a ServiceRegistry")
+    services: str | None = Field(
+        None, description="module:factory, a sync or async factory returning a ServiceRegistry"
+    )
     session_timeout_ms: int | None = Field(
         None, ge=1000, description="consumer group session timeout; unset: 10000, or 2000 on the embedded broker"
     )

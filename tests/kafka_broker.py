@@ -1,7 +1,8 @@
 """A real single-node Apache Kafka (KRaft) broker for the integration tests, run from the jars of tests/kafka/pom.xml.
 
-The embedded Tansu broker has faults that would hide or fake ours (docs/brokers.md lists them), so integration tests run on
-real Kafka: one broker+controller JVM per test session on free loopback ports, its data in a temporary folder.
+The embedded Tansu broker has faults that would hide or fake ours (docs/brokers.md lists them), so integration
+tests run on real Kafka: one broker+controller JVM per test session on free loopback ports, its data in a
+temporary folder.
 `python -m tests.kafka_broker` starts one by hand and prints its address (Ctrl-C stops it).
 """
 

@@ -1,12 +1,11 @@
-"""The worker's two Kafka clients, tuned for its hot path: one producer for every record it writes, one consumer
-in the pipelines' consumer group, each pausing after a failed metadata update.
+"""The worker's two Kafka clients, tuned for its hot path: one producer for every record it writes, one consumer in the
+pipelines' consumer group, each pausing after a failed metadata update.
 
-Why the pause: aiokafka updates metadata again as soon as anything asks, and with the broker down and a partition's leader
-unknown its producer's sender asks again the moment an update fails: the worker then spins a core and logs
-thousands of "Unable to update metadata" errors a second for as long as the broker is away (the fetcher has a
-twin of this loop, aio-libs/aiokafka#1155). Waiting the client's retry backoff after a failed update bounds that
-to a few attempts a second; a successful update is not delayed.
-"""
+Why the pause: aiokafka updates metadata again as soon as anything asks, and with the broker down and a partition's
+leader unknown its producer's sender asks again the moment an update fails: the worker then spins a core and logs
+thousands of "Unable to update metadata" errors a second for as long as the broker is away (the fetcher has a twin
+of this loop, aio-libs/aiokafka#1155). Waiting the client's retry backoff after a failed update bounds that to a few
+attempts a second; a successful update is not delayed."""
 
 from __future__ import annotations
 
