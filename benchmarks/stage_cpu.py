@@ -30,10 +30,10 @@ from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
 from benchmarks.throughput.events import BENCH_PIPELINE, PARTITIONS, synthetic_events
 from ia_modules.pipeline.core import Pipeline
-from streams.checkpoint import Produced
 from streams.joins.store import JoinStore
 from streams.kafka.records import InputRecord
 from streams.process.serve import GC_THRESHOLDS
+from streams.sink.checkpoint import Produced
 from streams.stage_runner import StageRunner
 from streams.topology import build_topology
 

@@ -30,12 +30,12 @@ from ia_modules.pipeline.wire import (
     run_id_for,
     source_of,
 )
-from streams.checkpoint import Produced, RecordPart
 from streams.envelope import Envelope, EnvelopeError, StreamRun, partition_for
 from streams.joins.delivery import JoinDelivery, take_join
 from streams.joins.store import JoinStateTooLarge, JoinStore, join_key
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
 from streams.kafka.records import ConsumedRecord, now_ms
+from streams.sink.checkpoint import Produced, RecordPart
 from streams.sink.dead_letters import DeadLetters
 from streams.sink.results import FinishedRun
 from streams.topology import Topology, build_topology

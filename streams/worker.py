@@ -24,13 +24,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.services import ServiceRegistry
-from streams.checkpoint import Checkpoint, Committer, Produced, RecordPart
 from streams.joins.changelog import restore_joins
 from streams.kafka.admin import ensure_topics, topic_specs
 from streams.kafka.clients import worker_consumer, worker_producer
 from streams.kafka.cluster import bootstrap_servers, cluster_id
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, SendQueue, Sent
 from streams.kafka.records import now_ms
+from streams.sink.checkpoint import Checkpoint, Committer, Produced, RecordPart
 from streams.sink.results import ResultsSink
 from streams.stage_runner import StageRunner
 from streams.topology import Stage

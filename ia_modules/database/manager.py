@@ -20,7 +20,7 @@ from .errors import DatabaseConnectionError
 from .migrations import MigrationReport, MigrationRunner, MigrationSource
 from .url import DatabaseURL, SecretLike
 
-logger = logging.getLogger("ia_modules.database")
+logger = logging.getLogger(__name__)
 
 
 def default_project_migrations_dir() -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from .backends.base import Backend, Session
 from .errors import DatabaseError, MigrationError
 
-logger = logging.getLogger("ia_modules.database.migrations")
+logger = logging.getLogger(__name__)
 
 PROJECT_SCOPE = "project"
 MIGRATIONS_TABLE = "ia_schema_migrations"

@@ -26,7 +26,7 @@ from ia_modules.database import DatabaseError
 from streams.embedded.child_processes import process_running
 from streams.settings import Settings
 
-logger = logging.getLogger("streams.embedded.postgres")
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path(".ia") / "pg"
 

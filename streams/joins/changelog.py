@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from streams.joins.store import JoinStore
 from streams.kafka.cluster import bootstrap_servers
 
-logger = logging.getLogger("ia_modules.streams.worker")
+logger = logging.getLogger(__name__)
 
 
 async def restore_joins(broker: str, store: JoinStore, partitions: list[int]) -> int:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.graph import END, reachable_from
 from ia_modules.pipeline.kernel import Token
-from streams.checkpoint import Produced
 from streams.envelope import Envelope, StreamRun, run_identity
 from streams.joins.store import JoinEntry, JoinStore, join_key
 from streams.kafka.records import now_ms
+from streams.sink.checkpoint import Produced
 from streams.topology import Topology
 
 

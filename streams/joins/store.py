@@ -19,8 +19,8 @@ import orjson
 
 from ia_modules.pipeline.kernel import Token, join_decision, join_ready
 from ia_modules.pipeline.wire import RunError
-from streams.checkpoint import Produced
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
+from streams.sink.checkpoint import Produced
 
 
 @dataclass

@@ -23,7 +23,7 @@ from streams.settings import Settings
 from streams.sink.results import ResultsSink
 from streams.worker import Worker, WorkerOptions
 
-logger = logging.getLogger("ia_modules.streams")
+logger = logging.getLogger(__name__)
 
 EMBEDDED_SESSION_TIMEOUT_MS = 2000
 """The embedded broker holds a group join for half the session timeout: a short one makes the worker start fast."""

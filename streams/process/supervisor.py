@@ -31,7 +31,7 @@ from streams.embedded.child_processes import die_with_parent, stop_process
 from streams.process.serve import broker_for_worker, load_plans, migrated_database_url
 from streams.settings import Settings
 
-logger = logging.getLogger("ia_modules.streams.process.supervisor")
+logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
 """How long a worker process may take to finish its batch, commit and leave the group before it is killed."""

@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaProducer
 from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.kernel import RunState, StepFailure
 from ia_modules.pipeline.wire import DeadLetterKind, dead_letter, run_error, run_id_for, source_of
-from streams.checkpoint import Produced
 from streams.envelope import Envelope, partition_for
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission, produce
 from streams.kafka.records import ConsumedRecord, now_ms
+from streams.sink.checkpoint import Produced
 from streams.topology import Topology
 
 

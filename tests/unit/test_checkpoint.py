@@ -17,8 +17,9 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from streams import checkpoint as checkpoint_module
-from streams.checkpoint import (
+from streams.kafka.producer import Emission, SendQueue
+from streams.sink import checkpoint as checkpoint_module
+from streams.sink.checkpoint import (
     INITIAL_RETRY_DELAY_S,
     MAX_RETRY_DELAY_S,
     Checkpoint,
@@ -26,7 +27,6 @@ from streams.checkpoint import (
     Produced,
     RecordPart,
 )
-from streams.kafka.producer import Emission, SendQueue
 from streams.sink.results import FinishedRun
 from tests.unit.kafka_stand_ins import Journal, StandInConsumer, StandInProducer, StandInSink
 
@@ -68,7 +68,7 @@ def checkpoint(
 
 
 class Clock:
-    """``time.monotonic`` as streams.checkpoint reads it, moved on by the test."""
+    """``time.monotonic`` as streams.sink.checkpoint reads it, moved on by the test."""
 
     def __init__(self) -> None:
         self.now = 1000.0

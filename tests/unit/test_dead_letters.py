@@ -17,11 +17,11 @@ import pytest
 from ia_modules.pipeline.core import Pipeline
 from ia_modules.pipeline.kernel import RunState, StepFailure
 from ia_modules.pipeline.wire import dead_letter, run_error, run_id_for, source_of
-from streams.checkpoint import Produced
 from streams.envelope import Envelope, partition_for
 from streams.kafka.producer import Emission
 from streams.kafka.records import InputRecord
 from streams.sink import dead_letters as dead_letters_module
+from streams.sink.checkpoint import Produced
 from streams.sink.dead_letters import (
     LETTER_BY_ID,
     LETTERS_TO_REPLAY,

@@ -15,8 +15,8 @@ import pytest
 from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.kernel import Token
 from ia_modules.pipeline.wire import RunError, run_error
-from streams.checkpoint import Produced
 from streams.joins.store import JoinEntry, JoinStateTooLarge, JoinStore, join_key
+from streams.sink.checkpoint import Produced
 
 TOPIC = "ia.p.joins"
 KEY = join_key("run-1", 0, "merge")

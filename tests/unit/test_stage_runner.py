@@ -16,11 +16,11 @@ import pytest
 from ia_modules.pipeline.core import Pipeline, Step
 from ia_modules.pipeline.graph import END
 from ia_modules.pipeline.loader import load_plan
-from streams.checkpoint import Produced
 from streams.envelope import Envelope, partition_for
 from streams.joins.store import JoinStore
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
 from streams.kafka.records import InputRecord
+from streams.sink.checkpoint import Produced
 from streams.sink.results import FinishedRun
 from streams.stage_runner import StageRunner
 from streams.topology import build_topology

@@ -17,7 +17,7 @@ from ..placeholders import to_numbered
 from ..url import DatabaseURL
 from .base import Backend, Params, Row, Session
 
-logger = logging.getLogger("ia_modules.database")
+logger = logging.getLogger(__name__)
 
 #: Session-level advisory lock key that serialises migration runners on one database ("ia_migr" in ASCII).
 MIGRATION_LOCK_KEY = 0x69615F6D69677201
