@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from ia_modules.pipeline.wire import RunError, dead_letter, result_record, run_error, source_of
 from streams.envelope import Envelope
 from streams.sink.results import FinishedRun
 
@@ -32,28 +33,28 @@ def make_runs(events: list[dict[str, Any]], tag: str, count: int, failed_every: 
             for n, step in enumerate(STEPS)
         ]
         failed = bool(failed_every) and i % failed_every == failed_every - 1
-        error = None
+        error: RunError | None = None
         if failed:
             trace[1].update(status="failed", attempts=3, error={"type": "ValueError", "message": "no price for sku"})
             for entry in trace[2:]:
                 entry.update(status="skipped", attempts=0, reason="upstream failed")
-            error = {"step": "pricing", "type": "ValueError", "message": "no price for sku", "attempts": 3}
+            error = run_error("ValueError", "no price for sku", step="pricing", attempts=3)
         total = round(sum(item["quantity"] * item["unit_price"] for item in event["items"]), 2)
         outputs = {
             "order_id": event["order_id"], "decision": "accept", "total": total,
             "risk": {"score": 12 + i % 50, "level": "low"}, "review_ticket": None,
         }  # fmt: skip
-        record = {
-            "run_id": str(uuid.uuid5(NAMESPACE, f"{tag}:{i}")),
-            "pipeline": "order_enrichment",
-            "pipeline_version": "1.0.0",
-            "status": "failed" if failed else "success",
-            "outputs": {} if failed else outputs,
-            "error": error,
-            "trace": trace,
-            "input": event,
-            "source": {"topic": "orders", "partition": i % 6, "offset": i, "timestamp": started - 5},
-        }
+        record = result_record(
+            run_id=str(uuid.uuid5(NAMESPACE, f"{tag}:{i}")),
+            pipeline="order_enrichment",
+            pipeline_version="1.0.0",
+            status="failed" if failed else "success",
+            outputs={} if failed else outputs,
+            error=error,
+            trace=trace,
+            input=event,
+            source=source_of("orders", i % 6, i, started - 5),
+        )
         runs.append(FinishedRun(record, now_ms))
     return runs
 
@@ -74,16 +75,13 @@ def letter_for(run: FinishedRun) -> dict[str, Any]:
         "    raise ValueError(f'no price for sku {sku}')\n"
         "ValueError: no price for sku\n"
     )
-    return {
-        "kind": "step_failed",
-        "run_id": record["run_id"],
-        "pipeline": record["pipeline"],
-        "step": "pricing",
-        "attempts": 3,
-        "error": {"type": "ValueError", "message": "no price for sku", "traceback": traceback},
-        "input": record["input"],
-        "envelope": resume.as_dict(),
-        "resume_at": "pricing",
-        "source": record["source"],
-        "created_ms": run.finished_ms,
-    }
+    return dead_letter(
+        "step_failed",
+        run_id=record["run_id"],
+        pipeline=record["pipeline"],
+        error=run_error("ValueError", "no price for sku", step="pricing", attempts=3, traceback=traceback),
+        input=record["input"],
+        envelope=resume.as_dict(),
+        source=record["source"],
+        created_ms=run.finished_ms,
+    )

@@ -30,7 +30,7 @@ from benchmarks.bench_steps import (
 )
 from ia_modules.pipeline.core import Step
 from ia_modules.pipeline.kernel import _now_iso
-from ia_modules.pipeline.wire import run_id_for
+from ia_modules.pipeline.wire import result_record, run_id_for
 from streams.envelope import join_trace
 from streams.kafka.records import ConsumedRecord
 
@@ -135,12 +135,12 @@ class SpecialisedHops:
         processing_type = (outputs.get(ADVANCED) or {}).get("processing_type") or (outputs.get(STANDARD) or {}).get(
             "processing_type"
         )
-        result = {
-            "run_id": header["run_id"],
-            "pipeline": PIPELINE,
-            "pipeline_version": VERSION,
-            "status": "success",
-            "outputs": {
+        result = result_record(
+            run_id=header["run_id"],
+            pipeline=PIPELINE,
+            pipeline_version=VERSION,
+            status="success",
+            outputs={
                 "final_result": formatted.get("formatted_output"),
                 "processing_metadata": {
                     "quality_score": outputs["quality_checker"].get("quality_score"),
@@ -148,11 +148,11 @@ class SpecialisedHops:
                     "total_records": formatted.get("record_count"),
                 },
             },
-            "error": None,
-            "trace": orjson.Fragment(join_trace(trace_json, trace)),
-            "input": orjson.Fragment(input_json),
-            "source": header["source"],
-        }
+            error=None,
+            trace=orjson.Fragment(join_trace(trace_json, trace)),
+            input=orjson.Fragment(input_json),
+            source=header["source"],
+        )
         return orjson.dumps(result)
 
 
