@@ -15,6 +15,8 @@ from streams.cli.output import err
 from streams.process.event_loop import EventLoopUnavailable
 from streams.settings import Settings, settings_problems
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="ia-modules",
     help="Declarative per-record pipelines: validate, run, draw and (with a broker) stream them.",
