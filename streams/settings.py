@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ia_modules.pipeline.imports import DEFAULT_STEP_PACKAGES, STEP_PACKAGES_SETTING
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES
 from streams.process.event_loop import EventLoopChoice
+
+_PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -19,6 +24,17 @@ def _level_in_any_case(value: object) -> object:
     if isinstance(value, str) and value.strip().upper() in get_args(LogLevel):
         return value.strip().upper()
     return value
+
+
+def _package_list(value: str) -> str:
+    """Each comma-separated item a dotted package name; at least one."""
+    packages = [item.strip() for item in value.split(",") if item.strip()]
+    for package in packages:
+        if not _PACKAGE.fullmatch(package):
+            raise ValueError(f"{package!r} is not a package name (letters, digits, _ and dots)")
+    if not packages:
+        raise ValueError("name at least one package")
+    return ",".join(packages)
 
 
 class Settings(BaseSettings):
@@ -56,6 +72,16 @@ class Settings(BaseSettings):
     database_timeout_s: float = Field(
         30.0, gt=0, description="a results-sink query or connection taking longer counts as a database outage"
     )
+    step_packages: Annotated[str, AfterValidator(_package_list)] = Field(
+        ",".join(DEFAULT_STEP_PACKAGES),
+        description="comma-separated packages whose modules pipeline files may name (steps, condition functions)",
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """The step packages hold for everything this process loads, the core's loader included (it reads
+        IA_STEP_PACKAGES from the environment), and for the worker processes it starts: a value from .env is
+        put in the environment."""
+        os.environ[STEP_PACKAGES_SETTING] = self.step_packages
 
 
 SECRET_SETTINGS = frozenset({"database_url"})

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import STEP_PACKAGES
 from benchmarks.throughput.events import ROOT
 from streams.kafka.admin import TopicSpec
 
@@ -41,6 +42,7 @@ class Launch:
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IA_", "BENCH_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["IA_STEP_PACKAGES"] = STEP_PACKAGES
     env.update(extra)
     return env
 

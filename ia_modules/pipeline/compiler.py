@@ -13,7 +13,7 @@ from pydantic_core import ErrorDetails
 from .conditions import Always, CompiledCondition, Compound, ConditionCompileError, FunctionCall, compile_condition
 from .errors import ConfigProblem, PipelineConfigError
 from .graph import END, Edge, Graph, analyse, build_graph
-from .imports import ImportProblem, import_object
+from .imports import ImportProblem, import_from_pipeline
 from .models import PIPELINE_ID_PATTERN, TERMINALS, PipelineConfig, RetryPolicy, StepConfig
 from .step import Step
 from .templates import Compiled, Reference, Scope, TemplateSyntaxError, compile_value
@@ -213,10 +213,9 @@ class _Compiler:
 
     def _step_class(self, step: StepConfig, where: str) -> type[Step] | None:
         try:
-            found = import_object(step.module, step.step_class)
+            found = import_from_pipeline(step.module, step.step_class)
         except ImportProblem as exc:
-            field = "module" if "cannot import" in str(exc) or "raised" in str(exc) else "step_class"
-            self.problem(f"{where}.{field}", str(exc))
+            self.problem(f"{where}.{'module' if exc.part == 'module' else 'step_class'}", str(exc))
             return None
         if not (isinstance(found, type) and issubclass(found, Step)):
             self.problem(f"{where}.step_class", f"'{step.module}.{step.step_class}' is not a Step subclass")

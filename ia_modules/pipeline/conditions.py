@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .imports import ImportProblem, import_callable
+from .imports import ImportProblem, pipeline_callable
 from .models import (
     AllCondition,
     AlwaysCondition,
@@ -317,7 +317,7 @@ def compile_condition(condition: Condition, where: str = "condition") -> Compile
         return _compile_expression(condition, where)
     if isinstance(condition, FunctionCondition):
         try:
-            function = import_callable(condition.config.function)
+            function = pipeline_callable(condition.config.function)
         except ImportProblem as exc:
             raise ConditionCompileError(f"{where}.config.function", str(exc)) from None
         return FunctionCall(condition.config.function, function, condition.config.args)

@@ -355,3 +355,24 @@ def test_an_event_loop_that_is_not_installed_is_named_and_nothing_starts(tmp_pat
         "error: IA_EVENT_LOOP=uvloop but uvloop is not installed here (pip install uvloop; not on Windows)"
     )
     assert not (tmp_path / ".ia").exists(), "no embedded broker was started"
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--input", '{"text": "hi"}'], ["worker", "--pipelines"]])
+def test_a_pipeline_naming_code_outside_the_step_packages_runs_nothing(tmp_path: Path, command: list[str]) -> None:
+    hostile = json.loads(json.dumps(PIPELINE))
+    marker = tmp_path / "pwned"
+    hostile["flow"]["paths"][0]["condition"] = {
+        "type": "function",
+        "config": {"function": "subprocess:call", "args": {"args": ["touch", str(marker)]}},
+    }
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    file = folder / "hostile.json"
+    file.write_text(json.dumps(hostile))
+    done = cli(*command, str(folder if command[0] == "worker" else file), cwd=tmp_path)
+    assert done.returncode in (1, 2), done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "flow.paths[0].condition.config.function: module 'subprocess' is outside IA_STEP_PACKAGES" in said
+    assert "Traceback" not in said
+    assert not marker.exists(), "the command in the pipeline file never ran"
+    assert not (tmp_path / ".ia").exists(), "nothing started"
