@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ia_modules.pipeline.compiler import PipelinePlan
+from ia_modules.pipeline.errors import ConfigProblem, PipelineConfigError
 from ia_modules.pipeline.graph import END, reachable_from
 
 
@@ -130,3 +131,36 @@ def _needed_outputs(plan: PipelinePlan, stages: dict[str, Stage]) -> dict[str, f
     if plan.has_function_conditions:
         needed[END] = everything
     return {name: needed[name] for name in [*stages, END]}
+
+
+def pipeline_topics(plan: PipelinePlan, prefix: str = "ia", app_id: str = "ia-modules") -> dict[str, str]:
+    """Every topic the pipeline may use in any fusion mode (a topic per step), with the JSON path that names it."""
+    base = f"{prefix}.{plan.id}"
+    inputs = plan.model.stream.input_topics
+    topics = {topic: f"stream.input_topics[{i}]" for i, topic in enumerate(inputs)} if inputs else {}
+    topics.setdefault(f"{base}.input", "stream.id")
+    for index, step in enumerate(plan.steps):
+        topics.setdefault(f"{base}.{step}", f"steps[{index}].id")
+    for topic in (f"{base}.output", f"{base}.dlq", f"{app_id}.{plan.id}.joins-changelog"):
+        topics.setdefault(topic, "stream.id")
+    return topics
+
+
+def check_topic_clashes(plans: list[PipelinePlan], prefix: str = "ia", app_id: str = "ia-modules") -> None:
+    """PipelineConfigError when two pipelines share an id or a topic (one worker would route one's records to the
+    other); each problem names both files."""
+    owner: dict[str, PipelinePlan] = {}
+    seen_ids: dict[str, PipelinePlan] = {}
+    for plan in plans:
+        problems: list[ConfigProblem] = []
+        first = seen_ids.setdefault(plan.id, plan)
+        if first is not plan:
+            problems.append(ConfigProblem("stream.id", f"pipeline id '{plan.id}' is also the id of {first.source}"))
+        else:
+            for topic, where in pipeline_topics(plan, prefix, app_id).items():
+                other = owner.setdefault(topic, plan)
+                if other is not plan:
+                    problems.append(ConfigProblem(where, f"topic '{topic}' is also a topic of pipeline '{other.id}' "
+                                                         f"({other.source})"))  # fmt: skip
+        if problems:
+            raise PipelineConfigError(plan.source, problems)

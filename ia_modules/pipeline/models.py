@@ -155,7 +155,7 @@ class StepConfig(_Open):
         return value
 
 
-class StreamConfig(_Open):
+class StreamConfig(_Closed):
     id: str | None = None
     key: str | None = None
     partitions: int = Field(4, ge=1, le=10_000)

@@ -108,7 +108,7 @@ def summary(tallies: list[Tally]) -> Table:
 async def run_streaming(settings: Settings) -> list[Tally]:
     """Start a worker (on the embedded broker unless IA_BROKER is set), publish every pipeline's sample events,
     print each result as it arrives on the output topic, and stop everything that was started."""
-    plans = await asyncio.to_thread(load_plans, settings.pipelines_dir)
+    plans = await asyncio.to_thread(load_plans, settings.pipelines_dir, settings.topic_prefix, settings.app_id)
     services = await build_services(settings.services)
     tallies: list[Tally] = []
     try:

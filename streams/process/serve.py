@@ -21,6 +21,7 @@ from streams.embedded.postgres import database_turned_off, database_url
 from streams.process.services import build_services
 from streams.settings import Settings
 from streams.sink.results import ResultsSink
+from streams.topology import check_topic_clashes
 from streams.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
@@ -45,13 +46,15 @@ def web_port_problem(port: int) -> str | None:
     return None
 
 
-def load_plans(directory: Path) -> list[PipelinePlan]:
-    """Every pipeline of ``directory``; PipelineConfigError for the first invalid one."""
+def load_plans(directory: Path, topic_prefix: str = "ia", app_id: str = "ia-modules") -> list[PipelinePlan]:
+    """Every pipeline of ``directory``; PipelineConfigError for the first invalid one, or for two that share an id
+    or a topic (``topic_prefix`` and ``app_id`` name the topics)."""
     if not directory.is_dir():
         raise FileNotFoundError(f"no folder {directory} (--pipelines or IA_PIPELINES_DIR)")
     plans = [load_plan(file) for file in pipeline_files(directory)]
     if not plans:
         raise FileNotFoundError(f"no pipeline files (*.json) in {directory}")
+    check_topic_clashes(plans, topic_prefix, app_id)
     return plans
 
 
@@ -129,7 +132,7 @@ def _stop_if_failed(task: asyncio.Task[None], worker: Worker) -> None:
 
 async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | None = None) -> Worker:
     """Run a worker until SIGINT or SIGTERM; returns it (stopped) for its statistics."""
-    plans = await asyncio.to_thread(load_plans, pipelines_dir)
+    plans = await asyncio.to_thread(load_plans, pipelines_dir, settings.topic_prefix, settings.app_id)
     services = await build_services(settings.services)
     try:
         async with contextlib.AsyncExitStack() as stack:

@@ -139,7 +139,9 @@ class Supervisor:
 
     async def run(self) -> None:
         """Until SIGINT or SIGTERM (or a worker process's configuration error: WorkerProcessesFailed)."""
-        plans = await asyncio.to_thread(load_plans, self.pipelines_dir)  # a bad file fails here, once
+        plans = await asyncio.to_thread(  # a bad file fails here, once
+            load_plans, self.pipelines_dir, self.settings.topic_prefix, self.settings.app_id
+        )
         self.pipelines = [plan.id for plan in plans]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
