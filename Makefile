@@ -42,7 +42,7 @@ system-packages:
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
 
 test: lint typecheck system-packages tests/kafka/lib/.fetched
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 # Benchmarks measure ratios against baselines in the same run; see benchmarks/README.md. Not part of `make test`.
 bench: $(VENV)/.installed-dev
