@@ -31,11 +31,18 @@ class MigrationError(DatabaseError):
     """A migration could not be discovered, verified or applied; the message names the file."""
 
 
+class DatabaseURLError(DatabaseError):
+    """A database URL that cannot be parsed, or names no supported database. The message repeats no part of the
+    URL after its scheme (a password may be anywhere in a malformed URL)."""
+
+
 class Secrets:
-    """The password variants of one URL (as written and URL-decoded) to scrub from any text we emit."""
+    """The password variants of one URL (as written, URL-decoded and encoded for the driver) to scrub from any
+    text we emit; also as ``repr`` escapes them (a password with a quote or a backslash, in a repr'd value)."""
 
     def __init__(self, values: Iterable[str | None] = ()) -> None:
-        self._values = sorted({v for v in values if v}, key=len, reverse=True)
+        given = {v for v in values if v}
+        self._values = sorted({form for v in given for form in _repr_forms(v)}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """``text`` with every password variant replaced by ``***``."""
@@ -45,6 +52,15 @@ class Secrets:
 
     def __contains__(self, text: object) -> bool:
         return isinstance(text, str) and any(value in text for value in self._values)
+
+
+def _repr_forms(value: str) -> set[str]:
+    """``value`` itself and as it appears inside the repr of a longer string: quoted with ``'`` (which escapes
+    ``'``) or, when it holds no ``"``, with ``"``; both escape backslashes and control characters."""
+    forms = {value, repr("'\"" + value)[4:-1]}
+    if '"' not in value:
+        forms.add(repr("'" + value)[2:-1])
+    return forms
 
 
 def first_line(sql: str) -> str:

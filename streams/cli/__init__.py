@@ -10,8 +10,10 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 from rich.markup import escape
 
+from ia_modules.database.errors import DatabaseURLError
 from streams.cli import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
 from streams.cli.output import err
+from streams.kafka.cluster import BrokerAddressError, redacted_broker
 from streams.process.event_loop import EventLoopUnavailable
 from streams.settings import Settings, settings_problems
 
@@ -44,10 +46,11 @@ def main() -> None:
         for line in settings_problems(exc):
             err.print(f"[red]error:[/red] {escape(line)}")
         sys.exit(2)
-    except EventLoopUnavailable as exc:
+    except (EventLoopUnavailable, DatabaseURLError, BrokerAddressError) as exc:  # these name the setting
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
     except KafkaConnectionError:
-        where = Settings().broker or "the embedded broker recorded in .ia/broker.json"
+        configured = Settings().broker
+        where = redacted_broker(configured) if configured else "the embedded broker recorded in .ia/broker.json"
         err.print(f"[red]error:[/red] cannot reach the Kafka broker at {escape(where)} (IA_BROKER): is it running?")
         sys.exit(2)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ia_modules.database import DatabaseError, DatabaseManager, MigrationReport
 from streams.cli.output import err, json_line, write_stdout
-from streams.embedded.postgres import EmbeddedPostgresUnavailable, database_url
+from streams.embedded.postgres import EmbeddedPostgresUnavailable, check_database_url, database_url
 from streams.process import event_loop
 from streams.settings import Settings
 
@@ -90,6 +90,7 @@ def migrate(
     """Apply the pending V<n>__<name>.sql migrations on IA_DATABASE_URL (unset: the embedded PostgreSQL in
     .ia/pg) and print what was applied; exit 1 naming the file when one fails or was changed."""
     settings = Settings()
+    check_database_url(settings)  # one line naming IA_DATABASE_URL (main) when it cannot be parsed
     try:
         event_loop.run(_migrate(settings, path or [], as_json), settings.event_loop)
     except (DatabaseError, EmbeddedPostgresUnavailable) as exc:

@@ -22,7 +22,7 @@ from ia_modules.pipeline.wire import RunError
 from streams.cli.events_file import read_events
 from streams.cli.output import err, out
 from streams.cli.publishing import event_emission
-from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.cluster import bootstrap_servers, redacted_broker
 from streams.kafka.producer import Emission, produce
 from streams.kafka.reading import end_offsets, read_record_batches
 from streams.process import event_loop
@@ -121,7 +121,7 @@ async def run_streaming(settings: Settings) -> list[Tally]:
             await worker.start()
             running = asyncio.create_task(worker.run())
             await worker.ready.wait()
-            err.print(f"worker consuming on {broker} after {time.perf_counter() - started:.2f}s")
+            err.print(f"worker consuming on {redacted_broker(broker)} after {time.perf_counter() - started:.2f}s")
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
             await producer.start()
             try:

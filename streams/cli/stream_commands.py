@@ -24,14 +24,14 @@ from streams.cli.output import err, json_line, out, write_stdout
 from streams.cli.pipeline_commands import load_pipeline
 from streams.cli.publishing import event_emission
 from streams.embedded.broker import EmbeddedBrokerError
-from streams.embedded.postgres import EmbeddedPostgresUnavailable
+from streams.embedded.postgres import EmbeddedPostgresUnavailable, check_database_url
 from streams.kafka.admin import TopicError, ensure_topics, topic_specs
 from streams.kafka.client_logs import RepeatedLines, RetriedErrorsAsWarnings
 from streams.kafka.cluster import bootstrap_servers
 from streams.kafka.producer import Emission, max_request_bytes, produce
 from streams.kafka.reading import read_record_batches
 from streams.process import event_loop
-from streams.process.serve import NoBrokerError, broker_for_clients, serve, web_port_problem
+from streams.process.serve import NoBrokerError, broker_for_clients, check_broker, serve, web_port_problem
 from streams.process.services import ServicesError
 from streams.process.supervisor import Supervisor, WorkerProcessesFailed
 from streams.settings import Settings
@@ -76,6 +76,8 @@ def worker(
     if port_problem is not None:
         err.print(f"[red]error:[/red] {escape(port_problem)}")
         raise typer.Exit(2)
+    check_broker(settings)  # a setting that cannot be parsed: one line (main), before anything starts
+    check_database_url(settings)
 
     async def announce(started_up: asyncio.Event, what: str) -> None:
         await started_up.wait()

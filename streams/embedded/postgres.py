@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ia_modules.database import DatabaseError
+from ia_modules.database.errors import DatabaseURLError
+from ia_modules.database.url import DatabaseURL
 from streams.embedded.child_processes import process_running
 from streams.settings import Settings
 
@@ -148,6 +150,16 @@ def database_turned_off(settings: Settings) -> bool:
     return configured is not None and configured.get_secret_value().strip().lower() in DATABASE_OFF
 
 
+def check_database_url(settings: Settings) -> None:
+    """IA_DATABASE_URL (when set, and not ``none``) parsed before anything starts: DatabaseURLError naming the setting
+    and no part of its value after the scheme."""
+    if settings.database_url is not None and not database_turned_off(settings):
+        try:
+            DatabaseURL.parse(settings.database_url)
+        except DatabaseURLError as exc:
+            raise DatabaseURLError(f"IA_DATABASE_URL: {exc}") from None
+
+
 @asynccontextmanager
 async def database_url(
     settings: Settings | None = None, data_dir: Path | str = DEFAULT_DATA_DIR
@@ -162,6 +174,7 @@ async def database_url(
                 f"IA_DATABASE_URL={url.strip()} turns the database off, and this command reads it: set it to a "
                 "postgresql:// URL, or unset it for the embedded PostgreSQL"
             )
+        check_database_url(settings)
         yield url, False
         return
     async with EmbeddedPostgres(data_dir) as url:

@@ -18,6 +18,7 @@ from ia_modules.pipeline.loader import load_plan, pipeline_files
 from streams.app import create_app
 from streams.embedded.broker import embedded_broker, find_recorded_broker
 from streams.embedded.postgres import database_turned_off, database_url
+from streams.kafka.cluster import BrokerAddressError, parse_broker, redacted_broker
 from streams.process.services import build_services
 from streams.settings import Settings
 from streams.sink.results import ResultsSink
@@ -58,8 +59,18 @@ def load_plans(directory: Path, topic_prefix: str = "ia", app_id: str = "ia-modu
     return plans
 
 
+def check_broker(settings: Settings) -> None:
+    """IA_BROKER parsed before anything starts: BrokerAddressError naming the setting and no part of its value."""
+    if settings.broker:
+        try:
+            parse_broker(settings.broker)
+        except BrokerAddressError as exc:
+            raise BrokerAddressError(f"IA_BROKER: {exc}") from None
+
+
 async def broker_for_clients(settings: Settings) -> str:
     """The broker ``publish`` and ``consume`` talk to: IA_BROKER, else the embedded one a worker started."""
+    check_broker(settings)
     if settings.broker:
         return settings.broker
     recorded = await find_recorded_broker()
@@ -103,6 +114,7 @@ async def database_for_worker(settings: Settings) -> AsyncIterator[DatabaseManag
 @contextlib.asynccontextmanager
 async def broker_for_worker(settings: Settings) -> AsyncIterator[tuple[str, int]]:
     """IA_BROKER, or an embedded broker started for this worker; with the session timeout that suits it."""
+    check_broker(settings)
     if settings.broker:
         yield settings.broker, settings.session_timeout_ms or 10_000
         return
@@ -167,7 +179,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
             try:
                 await worker.start()
                 tune_garbage_collection()
-                logger.info("worker started on %s: %s", broker, ", ".join(p.id for p in plans))
+                logger.info("worker started on %s: %s", redacted_broker(broker), ", ".join(p.id for p in plans))
                 if ready is not None:
                     ready.set()
                 await worker.run()
