@@ -154,7 +154,7 @@ def test_run_uses_the_services_factory_named_by_ia_services(tmp_path: Path, shou
     done = subprocess.run(
         [CLI, "run", str(pipeline), "--input", "{}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
-        env={**__import__("os").environ, "IA_SERVICES": "my_services:build"},
+        env={**__import__("os").environ, "IA_SERVICES": "my_services:build", "IA_STEP_PACKAGES": "steps,greet"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)

@@ -117,23 +117,28 @@ def test_a_manager_never_shows_the_password() -> None:
     assert "p4ss" not in repr(manager)
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql://u:{pw}@127.0.0.1:port/x",  # a port that is not a number
-        "postgresql://u:{pw}",  # no '@' at all: the password would be read as a port
-        "postgresql://u:{pw}@[::1/x",  # an unclosed IPv6 bracket
-        "postgresql://u:{pw}@[not-ipv6]/x",
-        "postgresql://u:{pw}@h:99999/x",
-        "postgresql://u:{pw}@h/x?sslmode",  # a query field without '='
-        "postgresql://u:{pw}@h/my db",  # a space outside the password
-        "postgresql://u:{pw}@/x?host=/tmp&&port=1",
-    ],
-)
-@pytest.mark.parametrize("character", ["/", "#", "?", "@", "[", "]", ":", "%", " "])
+UNPARSEABLE = [
+    "postgresql://u:{pw}@127.0.0.1:port/x",  # a port that is not a number
+    "postgresql://u:{pw}",  # no '@' at all: the password would be read as a port
+    "postgresql://u:{pw}@[::1/x",  # an unclosed IPv6 bracket
+    "postgresql://u:{pw}@[not-ipv6]/x",
+    "postgresql://u:{pw}@h:99999/x",
+    "postgresql://u:{pw}@h/x?sslmode",  # a query field without '='
+    "postgresql://u:{pw}@h/my db",  # a space outside the password
+    "postgresql://u:{pw}@/x?host=/tmp&&port=1",
+]
+CHARACTERS = ["/", "#", "?", "@", "[", "]", ":", "%", " "]
+
+
+def unparseable_cases() -> list[tuple[str, str]]:
+    """Each unparseable URL shape with each character in the password; a URL with no '@' of its own and an '@'
+    in the password is left out: ``u:S3c@r3t-PW`` is then a login ``u:S3c`` at host ``r3t-PW``, a valid URL
+    (test_a_password_with_an_at_sign_and_no_host_reads_as_a_login_at_a_host)."""
+    return [(u, c) for u in UNPARSEABLE for c in CHARACTERS if not (c == "@" and "@" not in u.format(pw=""))]
+
+
+@pytest.mark.parametrize(("url", "character"), unparseable_cases())
 def test_a_url_that_cannot_be_parsed_is_one_error_naming_nothing_after_the_scheme(url: str, character: str) -> None:
-    if character == "@" and "@" not in url.format(pw=""):
-        pytest.skip("'u:S3c@r3t-PW' with no host is a login 'u:S3c' at host 'r3t-PW': a valid URL")
     password = password_for(character)
     with pytest.raises(DatabaseURLError) as raised:
         DatabaseURL.parse(url.format(pw=password))
@@ -166,3 +171,8 @@ def test_secrets_scrub_the_password_also_as_a_repr_shows_it(password: str) -> No
     secrets = Secrets([password])
     for shown in (password, repr(f"x {password} y"), repr(f'x {password} " y'), repr([password])):
         assert "pw" not in secrets.scrub(shown), shown
+
+
+def test_a_password_with_an_at_sign_and_no_host_reads_as_a_login_at_a_host() -> None:
+    parsed = DatabaseURL.parse("postgresql://u:S3c@r3t-PW")
+    assert parsed.redacted == "postgresql://u:***@r3t-PW", "the part before the '@' is masked as a password"
