@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ia_modules.pipeline.imports import DEFAULT_STEP_PACKAGES, STEP_PACKAGES_SETTING
+from ia_modules.pipeline.wire import DEFAULT_MAX_JSON_DEPTH
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES
 from streams.process.event_loop import EventLoopChoice
 
@@ -63,6 +64,18 @@ class Settings(BaseSettings):
         ge=10_000,
         description="the largest record a worker produces; a run that would need a larger one fails (RecordTooLarge)",
     )
+    max_json_depth: int = Field(
+        DEFAULT_MAX_JSON_DEPTH,
+        ge=1,
+        description="how deeply an event may nest objects and arrays; a deeper one is refused by publish and becomes "
+        "a bad_input dead letter in the worker",
+    )
+    """Checked where an event comes in (``publish``, the worker's input records), so that nothing the worker makes
+    of it is deeper than orjson writes: 254 levels, past which it raises ``Recursion limit reached``. Measured
+    (a pipeline whose steps copy their whole input, with a join in the store and a step failing for good): what
+    the worker wraps around an event (envelope header, step outputs, result record, the dead letter embedding the
+    envelope, join state) adds 4 levels, so an event 100 deep makes records at most 104 deep, and events up to
+    250 deep still went through: the default leaves steps 150 levels to nest the event further."""
     processes: int = Field(
         1, ge=1, le=256, description="worker processes on this machine, one consumer group; one uses one core"
     )

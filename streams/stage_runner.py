@@ -10,6 +10,7 @@ stage's topic.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from ia_modules.pipeline.kernel import StepFailure, Token, arrivals, run_step, s
 from ia_modules.pipeline.services import ServiceRegistry, current_execution_id
 from ia_modules.pipeline.step import Step
 from ia_modules.pipeline.wire import (
+    DEFAULT_MAX_JSON_DEPTH,
     RUN_LEVEL_ERRORS,
     RunError,
     parse_event,
@@ -38,19 +40,8 @@ from streams.kafka.records import ConsumedRecord, now_ms
 from streams.sink.checkpoint import Produced, RecordPart
 from streams.sink.dead_letters import DeadLetters
 from streams.sink.results import FinishedRun
+from streams.stopped_runs import RecordTooLarge, RunStop, input_fits, joins_to_close, stop_error
 from streams.topology import Topology, build_topology
-
-
-class RecordTooLarge(Exception):
-    """A record the run would produce is larger than a record may be (``IA_MAX_RECORD_BYTES``): the broker would
-    refuse it, failing every batch it is in, again after every restart; so the run ends here instead."""
-
-    def __init__(self, topic: str, size: int, ahead: frozenset[str]) -> None:
-        super().__init__(f"a record of {size:,} bytes for {topic}")
-        self.topic = topic
-        self.size = size
-        self.ahead = ahead
-        """The joins the run could still reach from there: closed, so that no branch brings it a second result."""
 
 
 class StageRunner:
@@ -64,6 +55,7 @@ class StageRunner:
         store: JoinStore,
         cluster_id: str,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
         self.plan = plan
         self.topology = topology
@@ -71,6 +63,7 @@ class StageRunner:
         self.store = store
         self.cluster_id = cluster_id
         self.max_record_bytes = max_record_bytes
+        self.max_json_depth = max_json_depth
         self.letters = DeadLetters(plan.id, topology.dlq_topic, cluster_id, max_record_bytes)
         self.joins = JoinDelivery(plan, topology, store)
         self._joins_ahead_of = {stage.topic: topology.joins_ahead[stage.steps[0]] for stage in topology.stages.values()}
@@ -86,14 +79,16 @@ class StageRunner:
         app_id: str = "ia-modules",
         fuse: bool = True,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> StageRunner:
         """The pipeline's topology (stages fused unless ``fuse`` is off), an empty join store, its steps made
-        with ``services``, for the cluster ``cluster_id`` (run ids name it)."""
+        with ``services``, for the cluster ``cluster_id`` (run ids name it); events nesting deeper than
+        ``max_json_depth`` are bad input."""
         topology = build_topology(plan, topic_prefix, app_id, fuse)
         expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
         store = JoinStore(topology.joins_topic, expected, max_record_bytes)
         steps = Pipeline(plan).steps_for(services)
-        return cls(plan, topology, steps, store, cluster_id, max_record_bytes)
+        return cls(plan, topology, steps, store, cluster_id, max_record_bytes, max_json_depth)
 
     # -- entry points ---------------------------------------------------------------------------------------
 
@@ -102,7 +97,9 @@ class StageRunner:
         arrived on another partition than its key maps to, forward it to the start stage's own topic first)."""
         run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
         raw = record.value
-        event, problem = parse_event(raw) if raw is not None else (None, "empty message (null value)")
+        event, problem = (
+            parse_event(raw, self.max_json_depth) if raw is not None else (None, "empty message (null value)")
+        )
         if event is None:
             self.letters.bad_input(record, problem or "", out)
             return
@@ -125,8 +122,8 @@ class StageRunner:
                 out.sends.append(self._envelope_to(self.topology.start.topic, envelope, partition))
             else:
                 await self.execute(envelope, partition, ours)
-        except RecordTooLarge as exc:
-            self._too_large(envelope, partition, exc, ours)
+        except (RecordTooLarge, orjson.JSONEncodeError) as exc:
+            self._stop(envelope, partition, exc, ours)
 
     async def on_envelope(self, record: ConsumedRecord, out: Produced) -> None:
         """An envelope on a stage topic: run the stage from the step it resumes at."""
@@ -140,35 +137,33 @@ class StageRunner:
         ours = RecordPart(out)
         try:
             await self.execute(envelope, record.partition, ours)
-        except RecordTooLarge as exc:
-            self._too_large(envelope, record.partition, exc, ours)
+        except (RecordTooLarge, orjson.JSONEncodeError) as exc:
+            self._stop(envelope, record.partition, exc, ours)
 
     def internal_error(self, record: ConsumedRecord, trace: str, out: Produced) -> None:
-        """A record the runtime itself failed on: kept in the dead-letter queue with its bytes."""
-        self.letters.internal_error(record, trace, out)
+        """A record the runtime itself failed on: kept in the dead-letter queue with its bytes, under the id of
+        the run it carries (an envelope that decodes names its run; an input record's run id is its position's)."""
+        run_id: str | None = None
+        key: str | None = None
+        if record.topic not in self.topology.input_topics:
+            with contextlib.suppress(Exception):  # not an envelope: the record's position names it
+                envelope = Envelope.decode(record.value, self.plan.id)
+                run_id, key = envelope.run_id, envelope.key
+        self.letters.internal_error(record, trace, out, run_id=run_id, key=key)
 
-    def _too_large(self, envelope: Envelope, partition: int, exc: RecordTooLarge, ours: RecordPart) -> None:
-        """The run ends here, failed, with a result and a dead letter small enough to produce (no outputs, no
-        trace, the input only if it fits), in place of the records, rows and letters it produced on this record;
-        the join state it changed stays changed. The joins it could still reach are closed: a branch that went
-        ahead earlier and arrives at one of them is ignored, rather than leaving it to time out into a second
-        result."""
+    def _stop(self, envelope: Envelope, partition: int, stop: RunStop, ours: RecordPart) -> None:
+        """The run ends here, failed (``stopped_runs.stop_error``), with a result and a dead letter that can be
+        produced (no outputs, no trace, the input only if it fits), in place of the records, rows and letters it
+        produced on this record; the join state it changed stays changed. The joins it could still reach are
+        closed: a branch that went ahead earlier and arrives at one of them is ignored, rather than leaving it to
+        time out into a second result (or a join the store holds but could not write to fire into a first)."""
         ours.replace()
         ended = ours.out
-        for node in exc.ahead:
+        for node in joins_to_close(stop, self.topology, envelope.resume_at):
             self.store.close(partition, join_key(envelope.run_id, envelope.replay, node), now_ms(), ended)
-        kinds = {
-            self.topology.output_topic: "result",
-            self.topology.dlq_topic: "dead letter",
-            self.topology.joins_topic: "join state",
-        }
         run = StreamRun(self.plan, envelope.run_id, envelope.input)
-        run.error = run_error(
-            "RecordTooLarge",
-            f"the run's {kinds.get(exc.topic, 'envelope')} for {exc.topic} is {exc.size:,} bytes, over the "
-            f"{self.max_record_bytes:,} a record may have (IA_MAX_RECORD_BYTES); the run stops here",
-        )
-        if len(envelope.input_bytes()) > self.max_record_bytes // 2:
+        run.error = stop_error(stop, self.topology, self.max_record_bytes)
+        if not input_fits(envelope, self.max_record_bytes // 2):
             envelope.input_json = b"null"
         self.finish(run, envelope, partition, ended, resolve=False)
 
@@ -380,5 +375,5 @@ class StageRunner:
                     self.finish(run, envelope, partition, out)
                 else:
                     await self._drive(run, envelope, partition, [(node, "fail")], ours)
-            except RecordTooLarge as exc:
-                self._too_large(envelope, partition, exc, ours)
+            except (RecordTooLarge, orjson.JSONEncodeError) as exc:
+                self._stop(envelope, partition, exc, ours)

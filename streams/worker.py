@@ -24,6 +24,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.services import ServiceRegistry
+from ia_modules.pipeline.wire import DEFAULT_MAX_JSON_DEPTH
 from streams.joins.changelog import restore_joins
 from streams.kafka.admin import ensure_topics, topic_specs
 from streams.kafka.clients import worker_consumer, worker_producer
@@ -62,6 +63,7 @@ class WorkerOptions:
     batch_max_records: int = 2000
     fetch_max_wait_ms: int = 20
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Worker:
                 app_id=options.app_id,
                 fuse=options.fuse,
                 max_record_bytes=options.max_record_bytes,
+                max_json_depth=options.max_json_depth,
             )
             topology = runner.topology
             self.runners.append(runner)

@@ -27,25 +27,26 @@ class EventLine:
     problem: str | None = None
 
 
-def _lines(stream: IO[bytes]) -> Iterator[EventLine]:
+def _lines(stream: IO[bytes], max_depth: int | None = None) -> Iterator[EventLine]:
     for number, raw in enumerate(stream, start=1):
         if number == 1:
             raw = raw.removeprefix(UTF8_BOM)
         if not raw.strip():
             continue
-        event, problem = parse_event(raw)
+        event, problem = parse_event(raw, max_depth)
         yield EventLine(number, event, problem)
 
 
-async def read_events(path: Path | None, batch: int = 1000) -> AsyncIterator[EventLine]:
-    """Lines of ``path`` (or standard input when None), read in batches in a thread."""
+async def read_events(path: Path | None, batch: int = 1000, max_depth: int | None = None) -> AsyncIterator[EventLine]:
+    """Lines of ``path`` (or standard input when None), read in batches in a thread; with ``max_depth``, a line
+    nesting deeper than that is not an event (``parse_event``)."""
     if path is None:
-        async for line in _stdin_events(batch):
+        async for line in _stdin_events(batch, max_depth):
             yield line
         return
     stream: IO[bytes] = await asyncio.to_thread(path.open, "rb")
     try:
-        lines = _lines(stream)
+        lines = _lines(stream, max_depth)
         while chunk := await asyncio.to_thread(lambda: list(islice(lines, batch))):
             for line in chunk:
                 yield line
@@ -53,7 +54,7 @@ async def read_events(path: Path | None, batch: int = 1000) -> AsyncIterator[Eve
         await asyncio.to_thread(stream.close)
 
 
-async def _stdin_events(batch: int) -> AsyncIterator[EventLine]:
+async def _stdin_events(batch: int, max_depth: int | None) -> AsyncIterator[EventLine]:
     """Standard input's lines, read by a daemon thread of its own: a read that waits for a writer that never
     writes again must not hold up the command's exit (the event loop's own threads are waited for)."""
     loop = asyncio.get_running_loop()
@@ -63,7 +64,7 @@ async def _stdin_events(batch: int) -> AsyncIterator[EventLine]:
         # its own file object: a read still waiting at exit holds its object's lock, and Python's own sys.stdin
         # must stay free for the interpreter to shut down
         stream = open(os.dup(sys.stdin.fileno()), "rb")
-        lines = _lines(stream)
+        lines = _lines(stream, max_depth)
         while True:
             try:
                 chunk: list[EventLine] | BaseException = list(islice(lines, batch))

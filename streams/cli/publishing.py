@@ -15,7 +15,8 @@ from streams.topology import Topology
 
 
 def event_emission(plan: PipelinePlan, topology: Topology, event: dict[str, Any], sequence: int) -> Emission:
-    """The record for ``event`` on the first input topic; events without a key spread round-robin."""
+    """The record for ``event`` on the first input topic; events without a key spread round-robin.
+    ``orjson.JSONEncodeError`` for an event orjson cannot write (nested deeper than its 254 levels)."""
     key = event_key(plan, event)
     if key is None:
         return Emission(topology.input_topics[0], sequence % topology.partitions, None, orjson.dumps(event))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -123,8 +124,9 @@ def publish(
 ) -> None:
     """Publish events (JSON lines) to the pipeline's input topic, keyed as the worker keys them.
 
-    Lines that are not JSON objects, or larger than a record may be (IA_MAX_RECORD_BYTES), are reported with their
-    line number and not sent (exit 1); every other line is sent."""
+    Lines that are not JSON objects, nest deeper than an event may (IA_MAX_JSON_DEPTH), or are larger than a record
+    may be (IA_MAX_RECORD_BYTES), are reported with their line number and not sent (exit 1); every other line is
+    sent."""
     settings = Settings()
     plan = load_pipeline(pipeline, settings).plan
     path = None if file == "-" else Path(file)
@@ -183,13 +185,18 @@ async def _publish(
         ) as progress:  # fmt: skip
             task = progress.add_task("publish", total=total)
             chunk: list[Emission] = []
-            async for line in read_events(path):
+            async for line in read_events(path, max_depth=settings.max_json_depth):
                 progress.advance(task)
                 if line.event is None:
                     err.print(f"{label}:{line.line}: {line.problem}", markup=False)
                     tally.bad += 1
                     continue
-                emission = event_emission(plan, topology, line.event, tally.sent + len(chunk))
+                try:
+                    emission = event_emission(plan, topology, line.event, tally.sent + len(chunk))
+                except orjson.JSONEncodeError as exc:  # deeper than orjson writes (IA_MAX_JSON_DEPTH set above it)
+                    err.print(f"{label}:{line.line}: the event cannot be encoded as JSON ({exc})", markup=False)
+                    tally.bad += 1
+                    continue
                 size = len(emission.value or b"")
                 if size > limit:  # the worker could not carry it, and the broker may refuse its whole batch
                     err.print(f"{label}:{line.line}: the event is {size:,} bytes, over the {limit:,} a record may "

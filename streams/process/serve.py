@@ -168,6 +168,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 session_timeout_ms=session_timeout_ms,
                 batch_max_records=settings.batch_max_records,
                 max_record_bytes=settings.max_record_bytes,
+                max_json_depth=settings.max_json_depth,
             )
             worker = Worker(plans, broker, services, options, ResultsSink(db) if db is not None else None)
             loop = asyncio.get_running_loop()

@@ -68,14 +68,24 @@ class DeadLetters:
     def bad_input(self, record: ConsumedRecord, reason: str, out: Produced) -> None:
         self._about_record(record, "bad_input", run_error("BadInput", reason), out)
 
-    def internal_error(self, record: ConsumedRecord, trace: str, out: Produced) -> None:
-        self._about_record(
-            record, "internal_error", run_error("InternalError", trace.strip().splitlines()[-1], traceback=trace), out
-        )
+    def internal_error(
+        self, record: ConsumedRecord, trace: str, out: Produced, run_id: str | None = None, key: str | None = None
+    ) -> None:
+        """``run_id`` and ``key``: the run's, when the record carries one (an envelope); else the record's."""
+        error = run_error("InternalError", trace.strip().splitlines()[-1], traceback=trace)
+        self._about_record(record, "internal_error", error, out, run_id, key)
 
-    def _about_record(self, record: ConsumedRecord, kind: DeadLetterKind, error: Any, out: Produced) -> None:
-        run_id = run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
-        key = record.key.decode("utf-8", "replace") if record.key else run_id
+    def _about_record(
+        self,
+        record: ConsumedRecord,
+        kind: DeadLetterKind,
+        error: Any,
+        out: Produced,
+        run_id: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        run_id = run_id or run_id_for(self.cluster_id, record.topic, record.partition, record.offset)
+        key = key if key is not None else record.key.decode("utf-8", "replace") if record.key else run_id
         letter = dead_letter(
             kind,
             run_id=run_id,

@@ -23,6 +23,7 @@ from tests.integration.streaming_support import (
     topic_record_count,
 )
 from tests.kafka_broker import free_port
+from tests.unit.test_event_depth import nested
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +162,47 @@ async def test_topics_the_broker_refuses_to_create_are_named_and_nothing_is_sent
     assert f"error: the broker refused to create topic '{topic}' (InvalidReplicationFactorError): " in done.stderr
     assert "Traceback" not in done.stderr
     assert (await topic_record_count(kafka_broker, [topic]))[topic] == 0
+
+
+def feedback_nested(seq: int, levels: int) -> bytes:
+    """A custom_processing event nesting ``levels`` deep (its ``deep`` field: arrays and objects in turn)."""
+    return nested(levels, customer_id=f"c{seq}", seq=seq, text="The parcel came a day late but in one piece.")
+
+
+async def test_an_event_nested_too_deep_is_named_and_every_other_line_is_sent_and_counted(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """One level over IA_MAX_JSON_DEPTH (100), and 300 deep (past the 254 levels orjson writes: the command used
+    to end there with a traceback, the lines after it in its chunk unsent and uncounted)."""
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    levels = [2, 100, 101, 2, 300, 2]  # seq 1 is at the limit
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"".join(feedback_nested(seq, depth) + b"\n" for seq, depth in enumerate(levels)))
+    namespace = Namespace.fresh(kafka_broker)
+    done = publish(namespace, "custom_processing", events_file, folder)
+    assert done.returncode == 1, done.stderr
+    over = "over the 100 an event may have (IA_MAX_JSON_DEPTH)"
+    assert f"{events_file}:3: the event nests 101 levels deep, {over}" in done.stderr
+    assert f"{events_file}:5: the event nests 300 levels deep, {over}" in done.stderr
+    assert "published 4 event(s)" in done.stderr and "2 line(s) were not sent" in done.stderr
+    assert "Traceback" not in done.stderr
+    topic = namespace.topic("custom_processing", "input")
+    published = await collect(kafka_broker, topic, 4)
+    assert sorted(event["seq"] for event in published) == [0, 1, 3, 5]
+    assert (await topic_record_count(kafka_broker, [topic]))[topic] == 4
+
+
+async def test_a_limit_set_above_what_orjson_writes_still_names_the_line_it_cannot_send(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    folder = pipelines_dir_with(tmp_path, "custom_processing")
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"".join(feedback_nested(seq, depth) + b"\n" for seq, depth in enumerate([2, 300, 2])))
+    namespace = Namespace.fresh(kafka_broker)
+    env = namespace.env(folder, IA_MAX_JSON_DEPTH="400")
+    done = await run_cli(["publish", "custom_processing", str(events_file)], env, ROOT)
+    assert done.returncode == 1, done.stderr
+    assert f"{events_file}:2: the event cannot be encoded as JSON (Recursion limit reached)" in done.stderr
+    assert "published 2 event(s)" in done.stderr and "Traceback" not in done.stderr
+    topic = namespace.topic("custom_processing", "input")
+    assert (await topic_record_count(kafka_broker, [topic]))[topic] == 2

@@ -30,3 +30,13 @@ async def test_an_empty_file_has_no_events(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")
     assert await lines_of(path) == []
+
+
+async def test_with_a_depth_limit_a_line_nested_deeper_is_not_an_event_and_says_how_deep(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    at_limit, over = b'{"a": [[1]]}', b'{"a": [[[1]]]}'
+    path.write_bytes(b"\n".join([at_limit, over, b'{"b": 2}']) + b"\n")
+    lines = [line async for line in read_events(path, max_depth=3)]
+    assert [(line.line, line.event) for line in lines] == [(1, {"a": [[1]]}), (2, None), (3, {"b": 2})]
+    assert lines[1].problem == "the event nests 4 levels deep, over the 3 an event may have (IA_MAX_JSON_DEPTH)"
+    assert [line.event for line in await lines_of(path)] == [{"a": [[1]]}, {"a": [[[1]]]}, {"b": 2}], "no limit"
