@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -17,7 +16,7 @@ from streams.kafka.cluster import bootstrap_servers
 from streams.process import event_loop
 from streams.process.serve import NoBrokerError, broker_for_clients
 from streams.settings import Settings
-from streams.sink.dead_letters import ReplayOutcome, list_letters, replay_letters
+from streams.sink.dead_letters import ReplayOutcome, list_letters, payload_of, replay_letters
 from streams.topology import build_topology
 
 dlq = typer.Typer(help="Dead letters: list them, replay failed runs.", no_args_is_help=True)
@@ -49,7 +48,7 @@ def list_command(
             replay = "replayed" if row["replayed_at"] else ("yes" if row["replayable"] else "no")
             table.add_row(
                 str(row["id"]), str(row["created_at"])[:19], str(row["run_id"])[:8], row["kind"], row["step"] or "",
-                str(row["attempts"]), escape(f"{row['error_type']}: {row['error_message']}"), replay,
+                str(row["attempts"]), escape(_shown(f"{row['error_type']}: {row['error_message']}")), replay,
             )  # fmt: skip
         err.print(table)
 
@@ -64,9 +63,14 @@ async def _list(settings: Settings, pipeline: str, limit: int, as_json: bool) ->
     return rows
 
 
-def _letter(row: dict[str, Any]) -> Any:
-    payload = row.get("payload")
-    return orjson.loads(payload) if isinstance(payload, str | bytes) else payload
+def _letter(row: dict[str, Any]) -> dict[str, Any]:
+    """The whole letter, as it was produced (NULs restored: docs/database.md)."""
+    return payload_of(row)
+
+
+def _shown(text: str) -> str:
+    """Text for the table: a NUL, invisible on a terminal, shown as ``\\u0000``."""
+    return text.replace("\0", "\\u0000")
 
 
 @dlq.command("replay")

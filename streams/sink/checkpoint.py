@@ -8,7 +8,8 @@ crash before them fires those joins again rather than never), write the sink's r
 
 While the database is unreachable the committer holds the offsets back, pauses the worker's partitions (it
 keeps polling, so it stays in its group, and takes in nothing more), and retries with backoff; once the rows
-are written it commits and resumes.
+are written it commits and resumes. A batch the database refuses for any other reason is written row by row; a
+run whose row is refused on its own becomes an ``internal_error`` dead letter, on the topic and in the table.
 """
 
 from __future__ import annotations
@@ -198,9 +199,14 @@ class Committer:
 
     async def _write_one_by_one(self) -> None:
         """A batch the database refused: write its rows singly, so one bad row does not hold back the rest.
-        A row refused on its own is logged with its run id (its result is on the output topic); losing the
-        connection meanwhile is an outage like any other (rows already written are written again, harmlessly)."""
+
+        A run whose row is refused on its own becomes an ``internal_error`` dead letter with the database's
+        reason, produced to its pipeline's dead-letter topic (and acknowledged) once every run was tried, then
+        written with the other letters. A letter refused on its own is logged with its run id (it is on the
+        topic). Losing the connection meanwhile is an outage like any other: rows already written are written
+        again, harmlessly; once the refused runs' letters are produced, those runs are done with."""
         assert self.sink is not None
+        refused = Produced()
         for run in self._runs:
             try:
                 await self.sink.write([run], [])
@@ -209,7 +215,11 @@ class Committer:
                 raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
-                logger.error("pipeline_runs refused run %s: %s", run.record.get("run_id"), exc)
+                self._refused(run, exc, refused)
+        if refused.sends:
+            self.stats.produced += await produce(self.producer, refused.sends)
+        self._runs.clear()
+        self._letters.extend(refused.letters)
         for letter in self._letters:
             try:
                 await self.sink.write([], [letter])
@@ -218,7 +228,22 @@ class Committer:
                 raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
-                logger.error("dead_letters refused a letter of run %s: %s", letter.get("run_id"), exc)
+                logger.error(
+                    "dead_letters refused a letter of run %s (it is on the topic): %s", letter.get("run_id"), exc
+                )
+
+    @staticmethod
+    def _refused(run: FinishedRun, exc: DatabaseError, out: Produced) -> None:
+        """The dead letter of a run whose ``pipeline_runs`` row the database refused, into ``out``."""
+        run_id = run.record.get("run_id")
+        if run.dead_letters is None:  # a run no stage runner finished (no dead-letter topic to tell)
+            logger.error("pipeline_runs refused run %s: %s", run_id, exc)
+            return
+        code = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        run.dead_letters.row_refused(run, f"pipeline_runs refused the run's row{code}: {exc}", out)
+        logger.warning(
+            "pipeline_runs refused run %s; its dead letter goes to %s: %s", run_id, run.dead_letters.topic, exc
+        )
 
     async def _commit(self) -> None:
         offsets = {tp: offset for tp, offset in self._held.items() if tp in self.consumer.assignment()}

@@ -4,11 +4,14 @@
 docs/streaming.md lists the fields) and appends them to the batch's ``Produced``, to be sent and written to the
 table. Four kinds: ``step_failed`` (with the envelope to resume at the step), ``run_failed`` (the run failed
 without a step failing for good), ``bad_input`` and ``internal_error`` (a record that is not an event, or that
-the runtime itself failed on: its position and its bytes, base64).
+the runtime itself failed on: its position and its bytes, base64; or a finished run whose ``pipeline_runs`` row
+the database refused: its result record, with the database's reason).
 
 Replay puts a ``step_failed`` letter's envelope back on the topic of the stage holding that step, with its
 replay count raised and ``replay_from`` set, keyed as before; the run keeps its run id, its joins start afresh
-from what its other branches brought, and the sink replaces its ``failed`` row with the new result.
+from what its other branches brought, and the sink replaces its ``failed`` row with the new result. Listing and
+replaying read the letters back as they were produced: the NULs the sink escaped (``read_json``, ``read_text`` in
+streams/sink/results.py) are restored.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from streams.envelope import Envelope, partition_for
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission, produce
 from streams.kafka.records import ConsumedRecord, now_ms
 from streams.sink.checkpoint import Produced
+from streams.sink.results import FinishedRun, read_json, read_text
 from streams.topology import Topology
 
 
@@ -74,6 +78,23 @@ class DeadLetters:
         """``run_id`` and ``key``: the run's, when the record carries one (an envelope); else the record's."""
         error = run_error("InternalError", trace.strip().splitlines()[-1], traceback=trace)
         self._about_record(record, "internal_error", error, out, run_id, key)
+
+    def row_refused(self, run: FinishedRun, reason: str, out: Produced) -> None:
+        """The database refused a finished run's ``pipeline_runs`` row: an ``internal_error`` letter with its
+        reason, the result record's bytes (as on the output topic) in ``raw``, keyed as the run."""
+        run_id = str(run.record["run_id"])
+        key = run.key if run.key is not None else run_id
+        letter = dead_letter(
+            "internal_error",
+            run_id=run_id,
+            pipeline=self.pipeline,
+            error=run_error("RowRefused", reason),
+            source=run.record.get("source"),
+            created_ms=now_ms(),
+            raw=orjson.dumps(run.record, option=orjson.OPT_NON_STR_KEYS),
+            key=key,
+        )
+        self._emit(letter, key, run.partition, out)
 
     def _about_record(
         self,
@@ -133,20 +154,28 @@ class ReplayOutcome:
 
 
 def payload_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The letter a row's ``payload`` holds, as it was produced: its JSON text read back with the NULs the sink
+    escaped restored (a dict is taken as read already, as ``list_letters`` leaves it)."""
     payload = row.get("payload")
     if isinstance(payload, str | bytes):
-        decoded: dict[str, Any] = orjson.loads(payload)
+        decoded: dict[str, Any] = read_json(payload)
         return decoded
     return dict(payload or {})
 
 
 async def list_letters(db: DatabaseManager, pipeline: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The pipeline's dead letters, newest first, each with whether it can be replayed and why not."""
+    """The pipeline's dead letters, newest first, each with whether it can be replayed and why not; text as it
+    was produced (``payload`` the letter itself)."""
     rows = await db.fetch_all(LIST_LETTERS, (pipeline, limit))
     for row in rows:
-        row["replayable"] = replay_problem(row, payload_of(row)) is None
-        if row["replayable"] is False:
-            row["not_replayable"] = replay_problem(row, payload_of(row))
+        for column in ("step", "error_type", "error_message"):
+            if column in row:
+                row[column] = read_text(row[column])
+        row["payload"] = letter = payload_of(row)
+        problem = replay_problem(row, letter)
+        row["replayable"] = problem is None
+        if problem is not None:
+            row["not_replayable"] = problem
     return rows
 
 

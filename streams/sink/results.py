@@ -4,18 +4,27 @@ A batch is one transaction. On PostgreSQL the runs go in with one ``INSERT ... S
 (see benchmarks/sink_inserts.py for why); on SQLite with ``executemany``. A run id already present is left
 alone unless its row says ``failed`` (a replayed run replaces its failed row; a success is never
 overwritten), so a batch written again after a crash doubles nothing.
+
+PostgreSQL's text and jsonb cannot hold NUL (U+0000), which JSON strings may (``\\u0000``): text is stored with
+NUL as ``MARK + "0"`` and MARK itself (U+E000) as ``MARK + "e"``, on both databases alike, and only where a
+value holds one of the two (``stored_json``, ``stored_text``); ``read_json`` and ``read_text`` reverse it.
+docs/database.md shows the stored form and how to read it in SQL.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ia_modules.database import DatabaseManager
+
+if TYPE_CHECKING:  # the dead letters' module imports this one
+    from streams.sink.dead_letters import DeadLetters
 
 RUN_COLUMNS = (
     "run_id", "pipeline", "pipeline_version", "status", "input", "output", "trace", "error",
@@ -51,14 +60,72 @@ INSERT_LETTERS = (
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """A result record and when its run finished."""
+    """A result record and when its run finished; and, should the database refuse its row, where the dead
+    letter saying so goes: the pipeline's ``DeadLetters`` (its dead-letter topic), the run's partition and key."""
 
     record: dict[str, Any]
     finished_ms: int
+    dead_letters: DeadLetters | None = field(default=None, compare=False, repr=False)
+    partition: int = 0
+    key: str | None = None
+
+
+# -- text PostgreSQL cannot store --------------------------------------------------------------------------------
+
+MARK = "\ue000"
+"""The escape character of stored text (U+E000, the first private-use character): in the stored form every MARK
+begins one of two pairs, ``NUL_STORED`` (a NUL of the original) or ``MARK_STORED`` (a MARK of the original)."""
+NUL_STORED = MARK + "0"
+MARK_STORED = MARK + "e"
+# In JSON text a backslash always begins an escape; matching every escape whole keeps the scan on escape
+# boundaries, so that the text \\u0000 (an escaped backslash, then "u0000") is not taken for a NUL.
+_JSON_ESCAPES = re.compile(r"\\u0000|\\u[eE]000|\\.|\ue000", re.DOTALL)
+
+
+def _stored_escape(match: re.Match[str]) -> str:
+    found = match.group()
+    if len(found) == 2:  # any other escape, left as it is
+        return found
+    return NUL_STORED if found == "\\u0000" else MARK_STORED
+
+
+def stored_json(text: str) -> str:
+    """JSON text as it is stored: every NUL (``\\u0000``) in a string, key or value, at any depth, becomes
+    ``MARK + "0"`` and every MARK (raw or ``\\ue000``) ``MARK + "e"``. JSON without either is returned as it is,
+    mostly after one search for a backslash and one for MARK (at once false in text of Latin-1 characters only)."""
+    escaped = "\\" in text and ("\\u0000" in text or "\\ue000" in text or "\\uE000" in text)
+    if not escaped and MARK not in text:
+        return text
+    return _JSON_ESCAPES.sub(_stored_escape, text)
+
+
+def stored_text(text: str | None) -> str | None:
+    """Text as it is stored in a text column: NUL as ``MARK + "0"``, MARK as ``MARK + "e"``."""
+    if text is None or ("\0" not in text and MARK not in text):
+        return text
+    return text.replace(MARK, MARK_STORED).replace("\0", NUL_STORED)
+
+
+def read_text(text: str | None) -> str | None:
+    """A text column's value as it was before ``stored_text``."""
+    if text is None or MARK not in text:
+        return text
+    return text.replace(NUL_STORED, "\0").replace(MARK_STORED, MARK)
+
+
+def read_json(stored: str | bytes) -> Any:
+    """A JSON column's value (its text, as the database gives it back) as it was before ``stored_json``. Every
+    MARK of the stored form begins a pair, so replacing the NUL pairs first and then the MARK pairs is exact."""
+    text = stored.decode() if isinstance(stored, bytes) else stored
+    if MARK in text:
+        text = text.replace(NUL_STORED, "\\u0000").replace(MARK_STORED, MARK)
+    return orjson.loads(text)
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    if value is None:
+        return None
+    return stored_json(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode())
 
 
 def _when(epoch_ms: int | None) -> datetime | None:
@@ -85,14 +152,14 @@ def run_row(run: FinishedRun) -> tuple[Any, ...]:
     duration = (finished - started).total_seconds() * 1000 if finished and started else None
     return (
         uuid.UUID(record["run_id"]),
-        record["pipeline"],
-        record.get("pipeline_version"),
+        stored_text(record["pipeline"]),
+        stored_text(record.get("pipeline_version")),
         record["status"],
         _json(record.get("input")),
         _json(record.get("outputs")),
         _json(record.get("trace")),
         _json(record.get("error")),
-        source.get("topic"),
+        stored_text(source.get("topic")),
         source.get("partition"),
         source.get("offset"),
         _when(source.get("timestamp")),
@@ -109,14 +176,14 @@ def letter_row(letter: dict[str, Any]) -> tuple[Any, ...]:
     envelope = letter.get("envelope") or {}
     return (
         letter["run_id"],
-        letter["pipeline"],
-        letter.get("step"),
+        stored_text(letter["pipeline"]),
+        stored_text(letter.get("step")),
         letter.get("attempts") or 0,
-        error.get("type") or "Unknown",
-        error.get("message") or "",
-        error.get("traceback"),
+        stored_text(error.get("type") or "Unknown"),
+        stored_text(error.get("message") or ""),
+        stored_text(error.get("traceback")),
         _json(letter),
-        source.get("topic"),
+        stored_text(source.get("topic")),
         source.get("partition"),
         source.get("offset"),
         letter.get("kind") or "step_failed",

@@ -8,7 +8,7 @@ Each has only the methods the module under test calls, with aiokafka's (or the r
   done once "the broker acknowledged" the batch: at once (on the next loop turn) or when the test says so.
 - ``StandInConsumer``: ``assignment()``, ``pause()``, ``resume()`` and ``commit(offsets)`` of AIOKafkaConsumer.
 - ``StandInSink``: ``write(runs, letters)`` of ResultsSink; refuses with DatabaseConnectionError while the database
-  is "down" and with DatabaseError for a batch holding a refused run id.
+  is "down" and with DatabaseError (SQLSTATE 22001) for a batch holding a refused run id.
 
 All three append to one ``Journal`` so that a test can check the order of events across them. No I/O.
 """
@@ -180,8 +180,12 @@ class StandInSink:
     reachable: bool = True
     refused: set[str] = field(default_factory=set)
     """Run ids (of runs or letters) the database refuses: a batch holding one is refused whole."""
+    refused_runs: set[str] = field(default_factory=set)
+    """Run ids whose ``pipeline_runs`` row (but not their letters) the database refuses, as ``refused`` does."""
     rows: list[str] = field(default_factory=list)
     """Run ids written, runs and letters, in order."""
+    letters: list[dict[str, Any]] = field(default_factory=list)
+    """The letters written, in order."""
 
     async def write(self, runs: list[FinishedRun], letters: list[dict[str, Any]]) -> None:
         run_ids = tuple(str(run.record["run_id"]) for run in runs)
@@ -189,8 +193,9 @@ class StandInSink:
         if not self.reachable:
             self.journal.append(("unreachable", run_ids, letter_ids))
             raise DatabaseConnectionError("connection refused")
-        if self.refused & {*run_ids, *letter_ids}:
+        if self.refused & {*run_ids, *letter_ids} or self.refused_runs & set(run_ids):
             self.journal.append(("refused", run_ids, letter_ids))
             raise DatabaseError("value too long for type character varying(64)", sqlstate="22001")
         self.journal.append(("write", run_ids, letter_ids))
         self.rows.extend([*run_ids, *letter_ids])
+        self.letters.extend(letters)

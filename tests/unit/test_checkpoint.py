@@ -1,5 +1,5 @@
-"""streams/checkpoint.py: the order in which a fetched batch's work becomes durable, and holding it while the
-database is away.
+"""streams/sink/checkpoint.py: the order in which a fetched batch's work becomes durable, holding it while the
+database is away, and the dead letter of a run whose row the database refuses.
 
 ``Committer`` is handed a producer, a consumer and a results sink; here they are stand-ins that record what they
 are asked in one journal (tests/unit/kafka_stand_ins.py), so each test reads the order of events across them.
@@ -8,15 +8,19 @@ are asked in one journal (tests/unit/kafka_stand_ins.py), so each test reads the
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from ia_modules.pipeline.wire import dead_letter, run_error
 from streams.kafka.producer import Emission, SendQueue
 from streams.sink import checkpoint as checkpoint_module
 from streams.sink.checkpoint import (
@@ -27,6 +31,7 @@ from streams.sink.checkpoint import (
     Produced,
     RecordPart,
 )
+from streams.sink.dead_letters import DeadLetters
 from streams.sink.results import FinishedRun
 from tests.unit.kafka_stand_ins import Journal, StandInConsumer, StandInProducer, StandInSink
 
@@ -446,3 +451,127 @@ async def test_rows_of_no_consumed_record_are_held_while_the_database_is_away_an
     await parts.committer.retry_if_due()
     assert parts.journal == [("write", ("timed-out",), ()), ("resume", ("ia.p.in:0", "ia.p.in:1"))]
     assert not parts.committer.holding and parts.consumer.paused == set()
+
+
+# -- a run whose row the database refuses becomes a dead letter ----------------------------------------------------
+
+
+def refusable(run_id: str, key: str = "cust-7", partition: int = 1) -> FinishedRun:
+    """A finished run as the stage runner hands it over: with its pipeline's dead letters, partition and key."""
+    record = {
+        "run_id": run_id, "pipeline": "p", "pipeline_version": "1", "status": "success", "outputs": {"x": "a\0b"},
+        "error": None, "trace": [], "input": {"n": 1},
+        "source": {"topic": IN_0.topic, "partition": 0, "offset": 4, "timestamp": 1_700_000_000_000},
+    }  # fmt: skip
+    return FinishedRun(record, 1_700_000_000_500, DeadLetters("p", DLQ, "cluster-1"), partition, key)
+
+
+def with_refusable_runs(work: Checkpoint) -> Checkpoint:
+    work.produced.runs = [refusable(str(run.record["run_id"])) for run in work.produced.runs]
+    return work
+
+
+async def test_a_run_whose_row_is_refused_becomes_an_internal_error_letter_on_its_topic_and_in_the_table(
+    make: Callable[..., Parts],
+) -> None:
+    parts = make()
+    parts.sink.refused_runs = {"bad"}
+    work = with_refusable_runs(checkpoint({IN_0: 9}, runs=("r1", "bad", "r3"), letters=("l1",)))
+    await parts.committer.commit(work)
+    before = parts.journal.kinds().index("refused")
+    assert parts.journal.kinds()[:before] == ["send", "send", "ack", "ack"], "the batch's result and letter"
+    after = parts.journal[before:]
+    assert after == [
+        ("refused", ("r1", "bad", "r3"), ("l1",)),
+        ("write", ("r1",), ()),
+        ("refused", ("bad",), ()),
+        ("write", ("r3",), ()),
+        ("send", f"{DLQ}:1", parts.producer.handed[-1].values),
+        ("ack", f"{DLQ}:1"),
+        ("write", (), ("l1",)),
+        ("write", (), ("bad",)),
+        ("commit", {"ia.p.in:0": 9}),
+    ], "the rows around it written, its letter produced and acknowledged, every letter written, then the commit"
+    [sent] = parts.producer.handed[-1].records
+    assert sent.key == b"cust-7" and sent.headers == (("ia-run-id", b"bad"),)
+    letter = orjson.loads(sent.value or b"")
+    assert letter == parts.sink.letters[-1], "the same letter on the topic and in the table"
+    assert set(letter) == set(dead_letter("internal_error", run_id="x", pipeline="p", error=run_error("T", ""),
+                                          source=None, created_ms=0, raw=b""))  # fmt: skip
+    assert [letter[name] for name in ("kind", "run_id", "pipeline", "key")] == ["internal_error", "bad", "p", "cust-7"]
+    assert letter["error"]["type"] == "RowRefused"
+    assert letter["error"]["message"] == (
+        "pipeline_runs refused the run's row (SQLSTATE 22001): value too long for type character varying(64)"
+    )
+    assert letter["source"] == {"topic": IN_0.topic, "partition": 0, "offset": 4, "timestamp": 1_700_000_000_000}
+    assert orjson.loads(base64.b64decode(letter["raw"])) == refusable("bad").record, "the refused row's record"
+    stats = parts.committer.stats
+    assert (stats.rows_written, stats.letters_written, stats.rows_rejected) == (2, 2, 1)
+    assert parts.consumer.paused == set() and not parts.committer.holding
+
+
+async def test_a_refused_row_whose_letter_row_is_refused_too_still_has_its_letter_on_the_topic_logged_once(
+    make: Callable[..., Parts], caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = make()
+    parts.sink.refused = {"bad"}  # its run and its letter
+    await parts.committer.commit(with_refusable_runs(checkpoint({IN_0: 9}, runs=("r1", "bad"))))
+    assert [orjson.loads(v or b"")["run_id"] for v in parts.producer.sent_values(DLQ, 1)] == ["bad"]
+    assert parts.sink.rows == ["r1"]
+    refusals = [r for r in caplog.records if r.name == checkpoint_module.__name__ and r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(" (")[0] for r in refusals] == ["dead_letters refused a letter of run bad"]
+    assert parts.journal[-1] == ("commit", {"ia.p.in:0": 9})
+
+
+async def test_a_refused_rows_letter_is_produced_once_though_the_database_goes_away_before_it_is_written(
+    make: Callable[..., Parts], clock: Clock
+) -> None:
+    parts = make()
+    parts.sink.refused_runs = {"bad"}
+    original = parts.sink.write
+
+    lost = False
+
+    async def lose_the_connection_at_the_letter(runs: list[FinishedRun], letters: list[dict[str, Any]]) -> None:
+        nonlocal lost
+        if letters and letters[0]["run_id"] == "bad" and not lost:  # once, when its letter row is first written
+            lost = True
+            parts.sink.reachable = False
+        await original(runs, letters)
+
+    parts.sink.write = lose_the_connection_at_the_letter  # type: ignore[method-assign]
+    await parts.committer.commit(with_refusable_runs(checkpoint({IN_0: 9}, runs=("r1", "bad"))))
+    assert parts.committer.holding and parts.consumer.committed == {}
+    parts.sink.reachable = True
+    clock.now += INITIAL_RETRY_DELAY_S
+    await parts.committer.retry_if_due()
+    assert len(parts.producer.sent_values(DLQ, 1)) == 1, "not produced again"
+    assert parts.sink.rows == ["r1", "bad"]
+    assert parts.consumer.committed == {IN_0: 9} and not parts.committer.holding
+
+
+async def test_losing_the_connection_before_every_run_was_tried_produces_no_letter_yet(
+    make: Callable[..., Parts], clock: Clock
+) -> None:
+    parts = make()
+    parts.sink.refused_runs = {"bad"}
+    original = parts.sink.write
+
+    lost = False
+
+    async def lose_the_connection_after_the_refusal(runs: list[FinishedRun], letters: list[dict[str, Any]]) -> None:
+        nonlocal lost
+        if [run.record["run_id"] for run in runs] == ["r3"] and not lost:
+            lost = True
+            parts.sink.reachable = False
+        await original(runs, letters)
+
+    parts.sink.write = lose_the_connection_after_the_refusal  # type: ignore[method-assign]
+    await parts.committer.commit(with_refusable_runs(checkpoint({IN_0: 9}, runs=("r1", "bad", "r3"))))
+    assert parts.committer.holding and parts.producer.sent_values(DLQ, 1) == []
+    parts.sink.reachable = True
+    clock.now += INITIAL_RETRY_DELAY_S
+    await parts.committer.retry_if_due()
+    assert len(parts.producer.sent_values(DLQ, 1)) == 1
+    assert parts.sink.rows == ["r1", "r1", "r3", "bad"]
+    assert parts.consumer.committed == {IN_0: 9}
