@@ -137,14 +137,17 @@ class JoinStore:
     def fire(self, partition: int, key: str, entry: JoinEntry, out: Produced) -> JoinEntry:
         """Mark the join fired and return what it collected. The store keeps only a small marker (to ignore a
         token that arrives again), except for a join that fired ``fail``, kept whole for a replay; the marker
-        is written once what the join fired is durable. A failed join's state too large for a record is not kept:
-        its replay then starts that join afresh."""
+        is written once what the join fired is durable. A failed join's state too large for a record, or nested too
+        deep to encode, is not kept: its replay then starts that join afresh."""
         entry.fired = True
         marker = JoinEntry({}, {}, {}, None, entry.created_ms, fired=True)
         kept, encoded = marker, None
         if entry.decision() == "fail":
-            encoded = entry.encode()
-            if len(encoded) <= self.max_bytes:
+            try:
+                encoded = entry.encode()
+            except orjson.JSONEncodeError:  # nested past what orjson writes: kept as a marker, like a large one
+                encoded = None
+            if encoded is not None and len(encoded) <= self.max_bytes:
                 kept = entry
         if kept is marker:
             encoded = marker.encode()

@@ -328,3 +328,19 @@ def test_a_fired_entry_encodes_as_a_marker_unless_it_failed() -> None:
     assert JoinEntry.decode(fired.encode()) == JoinEntry({}, {}, {}, None, 42, fired=True)
     failed = JoinEntry({0: "fail", 1: "run"}, {"a": {}}, {"a": trace("a")}, None, 42, fired=True, run=RUN)
     assert JoinEntry.decode(failed.encode()) == failed
+
+
+def test_a_failed_join_whose_state_cannot_be_encoded_keeps_only_its_marker() -> None:
+    """State nested past what orjson writes: the marker still goes out (else a restore would let the join time out
+    into a second result), and the join is remembered as fired."""
+    joins = store()
+    deep: Any = 1
+    for _ in range(300):
+        deep = {"d": deep}
+    deliver(joins, {0: "fail"}, {}, ("left",), run_error("ValueError", "boom", step="left"))
+    fired, out = deliver(joins, {1: "run"}, {"right": {"deep": deep}}, ("right",))
+    assert fired is not None and fired.decision() == "fail"
+    [marker] = out.join_markers
+    assert marker.value is not None and orjson.loads(marker.value) == {"fired": True, "created_ms": 1_000}
+    kept = joins.get(2, KEY)
+    assert kept is not None and kept.fired
