@@ -7,12 +7,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ia_modules.pipeline.imports import DEFAULT_STEP_PACKAGES, STEP_PACKAGES_SETTING
 from ia_modules.pipeline.wire import DEFAULT_MAX_JSON_DEPTH
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES
+from streams.kafka.security import SASL_PROTOCOLS, TLS_PROTOCOLS, SaslMechanism, SecurityProtocol, check_ca_file
 from streams.process.event_loop import EventLoopChoice
 
 _PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -25,6 +27,17 @@ def _level_in_any_case(value: object) -> object:
     if isinstance(value, str) and value.strip().upper() in get_args(LogLevel):
         return value.strip().upper()
     return value
+
+
+def _upper_case(value: object) -> object:
+    """``sasl_ssl`` means SASL_SSL (and ``scram-sha-256`` SCRAM-SHA-256), empty means unset; anything else is left
+    for the error."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
+
+def _empty_is_unset(value: object) -> object:
+    """``IA_BROKER_CA_FILE=`` means no CA file, as if it were not set."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 def _package_list(value: str) -> str:
@@ -90,23 +103,93 @@ class Settings(BaseSettings):
         description="comma-separated packages whose modules pipeline files may name (steps, condition functions)",
     )
 
+    broker_security_protocol: Annotated[SecurityProtocol, BeforeValidator(_upper_case)] = Field(
+        "PLAINTEXT", description="how the Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    broker_sasl_mechanism: Annotated[SaslMechanism | None, BeforeValidator(_upper_case)] = Field(
+        None, validate_default=True, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; SASL protocols only"
+    )
+    broker_username: Annotated[str | None, BeforeValidator(_empty_is_unset)] = Field(
+        None, validate_default=True, description="the SASL user"
+    )
+    broker_password: Annotated[SecretStr | None, BeforeValidator(_empty_is_unset)] = Field(
+        None, validate_default=True, description="the SASL user's password"
+    )
+    broker_ca_file: Annotated[Path | None, BeforeValidator(_empty_is_unset)] = Field(
+        None, validate_default=True, description="PEM CA bundle the broker's certificate is checked against (TLS)"
+    )
+
+    @field_validator("broker_security_protocol")
+    @classmethod
+    def _protocol_needs_a_broker(cls, protocol: str, info: ValidationInfo) -> str:
+        if protocol != "PLAINTEXT" and "broker" in info.data and not info.data["broker"]:
+            raise PydanticCustomError(
+                "broker_security", f"{protocol} needs IA_BROKER: the embedded broker takes PLAINTEXT only"
+            )
+        if protocol in TLS_PROTOCOLS and info.data.get("event_loop") == "uvloop":
+            raise PydanticCustomError(
+                "broker_security",
+                f"{protocol} does not work with IA_EVENT_LOOP=uvloop, which can take 30 s to close a TLS connection "
+                "that data is arriving on (MagicStack/uvloop#471): set IA_EVENT_LOOP to auto or asyncio",
+            )
+        return protocol
+
+    @field_validator("broker_sasl_mechanism", "broker_username", "broker_password")
+    @classmethod
+    def _sasl_settings(cls, value: str | SecretStr | None, info: ValidationInfo) -> str | SecretStr | None:
+        protocol = info.data.get("broker_security_protocol")
+        if protocol is None:  # invalid itself, and said so
+            return value
+        given = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if protocol in SASL_PROTOCOLS and not given:
+            needed = {"broker_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                      "broker_username": "a user name", "broker_password": "the user's password"}  # fmt: skip
+            raise PydanticCustomError(
+                "broker_security",
+                f"missing: IA_BROKER_SECURITY_PROTOCOL {protocol} needs {needed[str(info.field_name)]}",
+            )
+        if protocol not in SASL_PROTOCOLS and value is not None:
+            raise PydanticCustomError(
+                "broker_security",
+                f"only SASL_PLAINTEXT and SASL_SSL use it, and IA_BROKER_SECURITY_PROTOCOL is {protocol}",
+            )
+        return value
+
+    @field_validator("broker_ca_file")
+    @classmethod
+    def _ca_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("broker_security_protocol")
+        if path is None or protocol is None:
+            return path
+        if protocol not in TLS_PROTOCOLS:
+            raise PydanticCustomError(
+                "broker_security", f"only SSL and SASL_SSL use it, and IA_BROKER_SECURITY_PROTOCOL is {protocol}"
+            )
+        problem = check_ca_file(path)
+        if problem is not None:
+            raise PydanticCustomError("broker_security", "{problem}", {"problem": problem})
+        return path
+
     def model_post_init(self, context: Any, /) -> None:
         """The step packages hold for everything this process loads, the core's loader included (it reads
         IA_STEP_PACKAGES from the environment), and for the worker processes it starts: a value from .env is
-        put in the environment."""
+        put in the environment. With TLS to the broker, ``auto`` is asyncio's loop: uvloop can take 30 s to close a
+        TLS connection (a worker's join-state restore consumer took that long to stop, past its session timeout)."""
         os.environ[STEP_PACKAGES_SETTING] = self.step_packages
+        if self.event_loop == "auto" and self.broker_security_protocol in TLS_PROTOCOLS:
+            self.event_loop = "asyncio"
 
 
-SECRET_SETTINGS = frozenset({"database_url"})
+SECRET_SETTINGS = frozenset({"database_url", "broker_password"})
 """Settings whose values an error message must not repeat."""
 
 
 def settings_problems(error: ValidationError) -> list[str]:
     """One line per invalid setting, named as the user set it (``IA_PROCESSES``), with what is wrong; the value
-    given is repeated unless it may be a secret."""
+    given is repeated unless it may be a secret (or none was given)."""
     lines = []
     for problem in error.errors():
         field = str(problem["loc"][0]) if problem["loc"] else ""
-        shown = "" if field in SECRET_SETTINGS else f" (got {problem['input']!r})"
+        shown = "" if field in SECRET_SETTINGS or problem["input"] in (None, "") else f" (got {problem['input']!r})"
         lines.append(f"IA_{field.upper()}: {problem['msg']}{shown}")
     return lines

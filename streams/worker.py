@@ -31,6 +31,7 @@ from streams.kafka.clients import worker_consumer, worker_producer
 from streams.kafka.cluster import bootstrap_servers, cluster_id
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, SendQueue, Sent
 from streams.kafka.records import now_ms
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
 from streams.sink.checkpoint import Checkpoint, Committer, Produced, RecordPart
 from streams.sink.results import ResultsSink
 from streams.stage_runner import StageRunner
@@ -64,6 +65,8 @@ class WorkerOptions:
     fetch_max_wait_ms: int = 20
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    security: KafkaSecurity = PLAINTEXT
+    """TLS and SASL for every Kafka client of the worker (IA_BROKER_SECURITY_PROTOCOL and the rest)."""
 
 
 @dataclass
@@ -119,7 +122,7 @@ class Worker:
     async def start(self) -> None:
         """Create the topics, start producer and consumer, and join the group."""
         options = self.options
-        self.cluster_id = await cluster_id(self.broker)
+        self.cluster_id = await cluster_id(self.broker, security=options.security)
         for plan in self.plans:
             runner = StageRunner.build(
                 plan,
@@ -138,14 +141,16 @@ class Worker:
             for stage in topology.stages.values():
                 self.routes[stage.topic] = _Route(runner, stage, False)
         specs = [spec for runner in self.runners for spec in topic_specs(runner.topology)]
-        created = await ensure_topics(self.broker, specs, options.replication_factor)
+        created = await ensure_topics(self.broker, specs, options.replication_factor, security=options.security)
         if created:
             logger.info("created %d topics", len(created))
         servers = bootstrap_servers(self.broker)
-        self._producer = worker_producer(servers, options.max_record_bytes)
+        self._producer = worker_producer(servers, options.max_record_bytes, options.security)
         await self._producer.start()
         self._sends = SendQueue(self._producer)
-        self._consumer = worker_consumer(servers, options.app_id, options.session_timeout_ms, options.fetch_max_wait_ms)
+        self._consumer = worker_consumer(
+            servers, options.app_id, options.session_timeout_ms, options.fetch_max_wait_ms, options.security
+        )
         self.committer = Committer(self._producer, self._consumer, self.sink)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()
@@ -351,7 +356,9 @@ class Worker:
         """Rebuild the join state of newly assigned partitions from the changelog, before consuming them."""
         async with self._lock:
             for index, partitions in self._partitions_of(assigned).items():
-                await restore_joins(self.broker, self.runners[index].store, sorted(partitions))
+                await restore_joins(
+                    self.broker, self.runners[index].store, sorted(partitions), security=self.options.security
+                )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -2,8 +2,9 @@
 
 The embedded Tansu broker has faults that would hide or fake ours (docs/brokers.md lists them), so integration
 tests run on real Kafka: one broker+controller JVM per test session on free loopback ports, its data in a
-temporary folder.
-`python -m tests.kafka_broker` starts one by hand and prints its address (Ctrl-C stops it).
+temporary folder. A second one, started only for the tests that ask for it, takes clients on a SASL_SSL listener
+(SCRAM-SHA-256, a certificate signed by a CA made for the session with the JDK's keytool).
+`python -m tests.kafka_broker [--secure]` starts one by hand and prints its address (Ctrl-C stops it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,10 +21,12 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 KAFKA_DIR = Path(__file__).resolve().parent / "kafka"
 POM = KAFKA_DIR / "pom.xml"
@@ -45,10 +49,42 @@ JVM_FLAGS = [
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+SCRAM_USER = "ia"
+
+# keytool runs briefly: the client JIT and no GC threads start it sooner
+KEYTOOL_FLAGS = ["-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-XX:-UsePerfData"]
+
+
+@dataclass(frozen=True)
+class SaslSslLogin:
+    """What a client needs for the secure broker's SASL_SSL listener: the CA (PEM) that signed its certificate, and
+    the SCRAM user created when its storage was formatted."""
+
+    ca_file: Path
+    username: str
+    password: str = field(repr=False)
+    mechanism: str = SCRAM_MECHANISM
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for this login (made here, not by the product, to check the broker)."""
+        from aiokafka.helpers import create_ssl_context
+
+        return {
+            "security_protocol": "SASL_SSL",
+            "ssl_context": create_ssl_context(cafile=self.ca_file),
+            "sasl_mechanism": self.mechanism,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+        }
+
 
 @dataclass(frozen=True)
 class KafkaBroker:
-    """A running test broker: address, cluster id, process, folder (logs in `workdir/logs`) and timings in seconds."""
+    """A running test broker: address, cluster id, process, folder (logs in `workdir/logs`) and timings in seconds.
+
+    A secure broker's `bootstrap` is its SASL_SSL listener, for `login`; its `internal` listener is PLAINTEXT on
+    loopback (between broker and controller, and for the readiness probe)."""
 
     bootstrap: str
     cluster_id: str
@@ -56,6 +92,9 @@ class KafkaBroker:
     workdir: Path
     format_seconds: float
     start_seconds: float
+    login: SaslSslLogin | None = None
+    internal: str | None = None
+    tls_seconds: float = 0.0
 
 
 class KafkaBrokerError(RuntimeError):
@@ -115,7 +154,9 @@ def random_cluster_id() -> str:
             return text
 
 
-def server_properties(workdir: Path, broker_port: int, controller_port: int) -> str:
+def server_properties(
+    workdir: Path, broker_port: int, controller_port: int, overrides: Mapping[str, str] | None = None
+) -> str:
     """The broker+controller config: one KRaft node, replication 1 everywhere, fast group joins, 4 partitions."""
     props = {
         "process.roles": "broker,controller",
@@ -141,8 +182,80 @@ def server_properties(workdir: Path, broker_port: int, controller_port: int) -> 
         "group.min.session.timeout.ms": "1000",  # lets tests use short sessions, e.g. to fail over fast after a kill
         "num.network.threads": "2",
         "num.io.threads": "4",
+        **(overrides or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def secure_listeners(broker_port: int, internal_port: int, controller_port: int, keystore: Path, store_password: str
+                     ) -> dict[str, str]:  # fmt: skip
+    """Clients on SASL_SSL (SCRAM-SHA-256, the keystore's certificate); broker and controller talk PLAINTEXT on
+    loopback."""
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{broker_port},INTERNAL://127.0.0.1:{internal_port},"
+        f"CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{broker_port},INTERNAL://127.0.0.1:{internal_port}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(keystore),
+        "ssl.keystore.password": store_password,
+        "ssl.key.password": store_password,
+        "ssl.client.auth": "none",
+    }  # fmt: skip
+
+
+def keytool_executable() -> str:
+    """The JDK's keytool, beside the java that runs the broker."""
+    beside = Path(java_executable()).resolve().parent / "keytool"
+    found = str(beside) if beside.is_file() else shutil.which("keytool")
+    if found is None:
+        raise KafkaBrokerError("keytool is not installed (it comes with the JDK)")
+    return found
+
+
+def _keytool(*args: str, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run([keytool_executable(), *KEYTOOL_FLAGS, *args], input=stdin, capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise KafkaBrokerError(f"keytool {args[0]} failed:\n{done.stdout.decode()}\n{done.stderr.decode()}")
+    return done.stdout
+
+
+def tls_files(folder: Path) -> tuple[Path, Path]:
+    """Where `make_certificates` puts the broker's keystore and the CA certificate (PEM)."""
+    return folder / "broker.p12", folder / "ca.pem"
+
+
+def make_certificates(folder: Path, store_password: str) -> None:
+    """A CA and a broker key pair whose certificate it signs (for 127.0.0.1 and localhost), with keytool alone:
+    the broker's PKCS12 keystore (its certificate chain installed) and the CA certificate as PEM (`tls_files`)."""
+    folder.mkdir(parents=True)
+    keystore, ca_pem = tls_files(folder)
+    ca_store = folder / "ca.p12"
+    store = ["-storetype", "PKCS12", "-storepass", store_password]
+    key = ["-keyalg", "EC", "-groupname", "secp256r1", "-validity", "30", "-keypass", store_password]
+    san = "SAN=ip:127.0.0.1,dns:localhost"
+    with ThreadPoolExecutor(2) as pool:  # the two key pairs at once
+        made = [
+            pool.submit(_keytool, "-genkeypair", "-alias", "ca", "-dname", "CN=ia-test-ca", "-ext", "bc:c",
+                        "-ext", "ku:c=keyCertSign,cRLSign", *key, "-keystore", str(ca_store), *store),
+            pool.submit(_keytool, "-genkeypair", "-alias", "broker", "-dname", "CN=localhost", "-ext", san, *key,
+                        "-keystore", str(keystore), *store),
+        ]  # fmt: skip
+        for future in made:
+            future.result()
+        exported = pool.submit(_keytool, "-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *store)
+        request = _keytool("-certreq", "-alias", "broker", "-keystore", str(keystore), *store)
+        usage = ["-ext", san, "-ext", "ku:c=digitalSignature", "-ext", "eku=serverAuth"]
+        signed = _keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *store, "-validity", "30",
+                          *usage, stdin=request)  # fmt: skip
+        ca_pem.write_bytes(exported.result())
+    chain = folder / "broker-chain.pem"  # the signed certificate and its CA: keytool installs it as the key's chain
+    chain.write_bytes(signed + ca_pem.read_bytes())
+    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(chain), "-keystore", str(keystore), *store)
 
 
 def _java_command(workdir: Path, *args: str) -> list[str]:
@@ -168,7 +281,7 @@ def _log_tail(workdir: Path, limit: int = 4000) -> str:
     return "\n".join(parts)
 
 
-async def _answers(bootstrap: str) -> str | None:
+async def _answers(bootstrap: str, **client_kwargs: Any) -> str | None:
     """The cluster id if the broker at `bootstrap` answers a DescribeCluster request, else None."""
     from aiokafka.admin import AIOKafkaAdminClient  # the helper stays importable without aiokafka
 
@@ -179,7 +292,7 @@ async def _answers(bootstrap: str) -> str | None:
         return None
     writer.close()
     await writer.wait_closed()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **client_kwargs)
     try:
         await admin.start()
         described = await admin.describe_cluster()
@@ -193,14 +306,17 @@ async def _answers(bootstrap: str) -> str | None:
             pass
 
 
-def _wait_until_ready(bootstrap: str, process: subprocess.Popen[bytes], workdir: Path) -> str:
-    """Poll the broker until it answers; fail fast if the JVM exits. Returns the cluster id it reports."""
+def _wait_until_ready(
+    bootstrap: str, process: subprocess.Popen[bytes], workdir: Path, login: SaslSslLogin | None = None
+) -> str:
+    """Poll the broker until it answers (with `login`'s TLS and SCRAM when given); fail fast if the JVM exits.
+    Returns the cluster id it reports."""
     result: list[str | None] = [None]
 
     async def poll() -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
-            cluster = await _answers(bootstrap)
+            cluster = await _answers(bootstrap, **(login.client_kwargs() if login else {}))
             if cluster is not None:
                 result[0] = cluster
                 return
@@ -228,31 +344,60 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT
         process.wait(timeout=10)
 
 
-def _start_once(workdir: Path) -> KafkaBroker:
-    """Format a fresh KRaft storage dir, start the JVM and wait until it answers."""
-    broker_port, controller_port = free_port(), free_port()
-    while controller_port == broker_port:
-        controller_port = free_port()
+def _start_once(workdir: Path, secure: bool = False) -> KafkaBroker:
+    """Format a fresh KRaft storage dir, start the JVM and wait until it answers. `secure`: clients on SASL_SSL
+    with a SCRAM user created at format time, its certificates made with keytool while the storage is formatted."""
+    ports: set[int] = set()
+    while len(ports) < (3 if secure else 2):
+        ports.add(free_port())
+    broker_port, controller_port, *internal_port = ports
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "logs").mkdir(parents=True)
     props = workdir / "server.properties"
-    props.write_text(server_properties(workdir, broker_port, controller_port))
+    login, internal, overrides, scram = None, None, {}, []
+    store_password = secrets.token_hex(12)
+    if secure:
+        keystore, ca_pem = tls_files(workdir / "tls")
+        login = SaslSslLogin(ca_pem, SCRAM_USER, secrets.token_hex(12))
+        internal = f"127.0.0.1:{internal_port[0]}"
+        overrides = secure_listeners(broker_port, internal_port[0], controller_port, keystore, store_password)
+        scram = ["--add-scram", f"{login.mechanism}=[name={login.username},password={login.password}]"]
+    props.write_text(server_properties(workdir, broker_port, controller_port, overrides))
     cluster_id = random_cluster_id()
-    formatting = time.monotonic()
-    formatted = subprocess.run(
-        _java_command(workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def timed_certificates() -> float:
+        making = time.monotonic()
+        make_certificates(workdir / "tls", store_password)
+        return time.monotonic() - making
+
+    with ThreadPoolExecutor(1) as pool:  # the certificates are made while the storage is formatted (no TLS in it)
+        formatting = time.monotonic()
+        certificates = pool.submit(timed_certificates) if secure else None
+        formatted = subprocess.run(
+            _java_command(workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        format_seconds = time.monotonic() - formatting
+        tls_seconds = certificates.result() if certificates is not None else 0.0
     if formatted.returncode != 0:
         raise KafkaBrokerError(f"kafka-storage format failed:\n{formatted.stdout}\n{formatted.stderr}")
-    format_seconds = time.monotonic() - formatting
-    return _launch(workdir, f"127.0.0.1:{broker_port}", cluster_id, format_seconds)
+    broker = _launch(workdir, f"127.0.0.1:{broker_port}", cluster_id, format_seconds, login=login, internal=internal)
+    return replace(broker, tls_seconds=tls_seconds)
 
 
-def _launch(workdir: Path, bootstrap: str, cluster_id: str, format_seconds: float) -> KafkaBroker:
-    """Start the JVM on the formatted `workdir` and wait until it answers as `cluster_id`."""
+def _launch(
+    workdir: Path,
+    bootstrap: str,
+    cluster_id: str,
+    format_seconds: float,
+    *,
+    login: SaslSslLogin | None = None,
+    internal: str | None = None,
+) -> KafkaBroker:
+    """Start the JVM on the formatted `workdir` and wait until it answers as `cluster_id` (a secure broker first
+    on its internal listener, then on SASL_SSL with `login`)."""
     started = time.monotonic()
     with (workdir / "console.log").open("ab") as console:
         process = subprocess.Popen(
@@ -263,14 +408,17 @@ def _launch(workdir: Path, bootstrap: str, cluster_id: str, format_seconds: floa
             start_new_session=True,  # Ctrl-C on the test run must not kill the broker before the tests stop
         )
     try:
-        reported = _wait_until_ready(bootstrap, process, workdir)
+        reported = _wait_until_ready(internal or bootstrap, process, workdir)
+        if reported == cluster_id and login is not None:
+            reported = _wait_until_ready(bootstrap, process, workdir, login)
     except BaseException:
         stop_process(process, timeout=5)
         raise
     if reported != cluster_id:
         stop_process(process, timeout=5)
         raise KafkaBrokerError(f"{bootstrap} reports cluster {reported}, expected {cluster_id}: a foreign broker?")
-    return KafkaBroker(bootstrap, cluster_id, process, workdir, format_seconds, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return KafkaBroker(bootstrap, cluster_id, process, workdir, format_seconds, seconds, login, internal)
 
 
 def restart(broker: KafkaBroker, down_s: float = 0.0) -> KafkaBroker:
@@ -278,12 +426,15 @@ def restart(broker: KafkaBroker, down_s: float = 0.0) -> KafkaBroker:
     and committed offsets are kept, as on a real broker's restart."""
     stop_process(broker.process)
     time.sleep(down_s)
-    return _launch(broker.workdir, broker.bootstrap, broker.cluster_id, 0.0)
+    return _launch(
+        broker.workdir, broker.bootstrap, broker.cluster_id, 0.0, login=broker.login, internal=broker.internal
+    )
 
 
 @contextmanager
-def kafka_broker_process(workdir: Path, attempts: int = 3) -> Iterator[KafkaBroker]:
+def kafka_broker_process(workdir: Path, attempts: int = 3, *, secure: bool = False) -> Iterator[KafkaBroker]:
     """Run one Kafka broker+controller with its state in `workdir` (fetching the jars if needed); stop it on exit.
+    `secure`: clients on a SASL_SSL listener (`KafkaBroker.login`).
 
     A start is retried on fresh ports, because a port picked as free may be taken before the JVM binds it.
     """
@@ -291,7 +442,7 @@ def kafka_broker_process(workdir: Path, attempts: int = 3) -> Iterator[KafkaBrok
     error: KafkaBrokerError | None = None
     for _ in range(attempts):
         try:
-            broker = _start_once(workdir)
+            broker = _start_once(workdir, secure)
         except KafkaBrokerError as exc:
             error = exc
             continue
@@ -307,17 +458,26 @@ def kafka_broker_process(workdir: Path, attempts: int = 3) -> Iterator[KafkaBrok
 def main() -> None:
     """Start a broker by hand for debugging: prints its address and runs until interrupted (Ctrl-C or SIGTERM;
     either stops the JVM too, which would otherwise outlive this process)."""
+    import sys
     import tempfile
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    secure = "--secure" in sys.argv[1:]
 
-    with tempfile.TemporaryDirectory(prefix="ia-kafka-") as tmp, kafka_broker_process(Path(tmp)) as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="ia-kafka-") as tmp,
+        kafka_broker_process(Path(tmp), secure=secure) as broker,
+    ):
         print(
             f"Kafka {kafka_version()} at {broker.bootstrap} (cluster {broker.cluster_id}), "
             f"formatted in {broker.format_seconds:.2f} s, ready in {broker.start_seconds:.2f} s; "
             f"logs in {broker.workdir / 'logs'}",
             flush=True,
         )
+        if broker.login is not None:
+            login = broker.login
+            print(f"SASL_SSL, {login.mechanism}: user {login.username}, password {login.password}, CA {login.ca_file} "
+                  f"(certificates made in {broker.tls_seconds:.2f} s)", flush=True)  # fmt: skip
         try:
             broker.process.wait()
         except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -14,6 +15,7 @@ from ia_modules.database.errors import DatabaseURLError
 from streams.cli import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
 from streams.cli.output import err
 from streams.kafka.cluster import BrokerAddressError, redacted_broker
+from streams.kafka.security import KafkaSecurity, refusals, unreachable_broker
 from streams.process.event_loop import EventLoopUnavailable
 from streams.settings import Settings, settings_problems
 
@@ -35,9 +37,11 @@ app.command()(demo.demo)
 
 def main() -> None:
     """Console entry point; the working directory is importable, as it is for ``python -m``, so the
-    project's ``steps`` package resolves."""
+    project's ``steps`` package resolves. A broker that refused the clients' credentials or TLS is one line
+    (what aiokafka logged about it is kept back: ``refusals``)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    logging.getLogger("aiokafka").addFilter(refusals)
     try:
         app()
     except ValidationError as exc:
@@ -50,7 +54,9 @@ def main() -> None:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
     except KafkaConnectionError:
-        configured = Settings().broker
+        settings = Settings()
+        configured = settings.broker
         where = redacted_broker(configured) if configured else "the embedded broker recorded in .ia/broker.json"
-        err.print(f"[red]error:[/red] cannot reach the Kafka broker at {escape(where)} (IA_BROKER): is it running?")
+        line = unreachable_broker(where, KafkaSecurity.from_settings(settings), refusals.last)
+        err.print(f"[red]error:[/red] {escape(line)}")
         sys.exit(2)

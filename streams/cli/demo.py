@@ -25,6 +25,7 @@ from streams.cli.publishing import event_emission
 from streams.kafka.cluster import bootstrap_servers, redacted_broker
 from streams.kafka.producer import Emission, produce
 from streams.kafka.reading import end_offsets, read_record_batches
+from streams.kafka.security import KafkaSecurity
 from streams.process import event_loop
 from streams.process.serve import broker_for_worker, load_plans
 from streams.process.services import build_services
@@ -113,20 +114,23 @@ async def run_streaming(settings: Settings) -> list[Tally]:
     tallies: list[Tally] = []
     try:
         async with broker_for_worker(settings) as (broker, session_timeout_ms):
+            security = KafkaSecurity.from_settings(settings)
             options = WorkerOptions(settings.app_id, settings.topic_prefix, settings.fuse,
                                     settings.replication_factor, session_timeout_ms,
-                                    max_record_bytes=settings.max_record_bytes)  # fmt: skip
+                                    max_record_bytes=settings.max_record_bytes, security=security)  # fmt: skip
             worker = Worker(plans, broker, services, options)
             started = time.perf_counter()
             await worker.start()
             running = asyncio.create_task(worker.run())
             await worker.ready.wait()
             err.print(f"worker consuming on {redacted_broker(broker)} after {time.perf_counter() - started:.2f}s")
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5, **security.client_kwargs()
+            )
             await producer.start()
             try:
                 for runner in worker.runners:
-                    tallies.append(await _stream_one(runner, broker, producer))
+                    tallies.append(await _stream_one(runner, broker, producer, security))
             finally:
                 await producer.stop()
                 worker.stop()
@@ -136,7 +140,7 @@ async def run_streaming(settings: Settings) -> list[Tally]:
     return tallies
 
 
-async def _stream_one(runner: StageRunner, broker: str, producer: AIOKafkaProducer) -> Tally:
+async def _stream_one(runner: StageRunner, broker: str, producer: AIOKafkaProducer, security: KafkaSecurity) -> Tally:
     """Publish one pipeline's sample events and print its results as they arrive on its output topic."""
     plan, topology = runner.plan, runner.topology
     file = Path(plan.source)
@@ -146,7 +150,7 @@ async def _stream_one(runner: StageRunner, broker: str, producer: AIOKafkaProduc
     if not events_file.is_file():
         err.print(f"[yellow]no sample events at {events_file}[/yellow]")
         return tally
-    start = await end_offsets(broker, topology.output_topic)
+    start = await end_offsets(broker, topology.output_topic, security=security)
     emissions: list[Emission] = []
     async for line in read_events(events_file):
         if line.event is None:
@@ -157,7 +161,8 @@ async def _stream_one(runner: StageRunner, broker: str, producer: AIOKafkaProduc
     started = time.perf_counter()
     await produce(producer, emissions)
     output = topology.output_topic
-    async for records in read_record_batches(broker, output, start=start, limit=len(emissions), idle_s=30):
+    reading = read_record_batches(broker, output, start=start, limit=len(emissions), idle_s=30, security=security)
+    async for records in reading:
         for record in records:
             tally.events += 1
             tally.statuses[record["status"]] = tally.statuses.get(record["status"], 0) + 1

@@ -13,6 +13,7 @@ from streams.cli.output import err, json_line, write_stdout
 from streams.cli.pipeline_commands import load_pipeline
 from streams.embedded.postgres import database_url
 from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.security import KafkaSecurity
 from streams.process import event_loop
 from streams.process.serve import NoBrokerError, broker_for_clients
 from streams.settings import Settings
@@ -110,7 +111,10 @@ async def _replay(settings: Settings, pipeline: str, topology: Any, letter_id: i
     broker = await broker_for_clients(settings)
     async with database_url(settings) as (url, _embedded):
         async with DatabaseManager(url, project_migrations_dir=False) as db:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), acks="all")
+            security = KafkaSecurity.from_settings(settings)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers(broker), acks="all", **security.client_kwargs()
+            )
             await producer.start()
             try:
                 return await replay_letters(db, producer, pipeline, topology, letter_id)

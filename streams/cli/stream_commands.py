@@ -31,6 +31,7 @@ from streams.kafka.client_logs import RepeatedLines, RetriedErrorsAsWarnings
 from streams.kafka.cluster import bootstrap_servers
 from streams.kafka.producer import Emission, max_request_bytes, produce
 from streams.kafka.reading import read_record_batches
+from streams.kafka.security import KafkaSecurity
 from streams.process import event_loop
 from streams.process.serve import NoBrokerError, broker_for_clients, check_broker, serve, web_port_problem
 from streams.process.services import ServicesError
@@ -169,12 +170,17 @@ async def _publish(
     plan: PipelinePlan, topology: Topology, settings: Settings, path: Path | None, tally: PublishTally
 ) -> None:
     broker = await broker_for_clients(settings)
+    security = KafkaSecurity.from_settings(settings)
     # before a worker did: a broker that creates topics on first use would give them its default partition count
-    await ensure_topics(broker, topic_specs(topology), settings.replication_factor)
+    await ensure_topics(broker, topic_specs(topology), settings.replication_factor, security=security)
     total = await asyncio.to_thread(_count_lines, path) if path else None
     limit = settings.max_record_bytes
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5, max_request_size=max_request_bytes(limit)
+        bootstrap_servers=bootstrap_servers(broker),
+        acks="all",
+        linger_ms=5,
+        max_request_size=max_request_bytes(limit),
+        **security.client_kwargs(),
     )
     await producer.start()
     label = str(path) if path else "<stdin>"
@@ -255,7 +261,8 @@ async def _consume(settings: Settings, topic: str, from_beginning: bool, limit: 
     broker = await broker_for_clients(settings)
     count = 0
     start = "beginning" if from_beginning else "end"
-    async for records in read_record_batches(broker, topic, start=start, limit=limit, idle_s=idle_s):
+    security = KafkaSecurity.from_settings(settings)
+    async for records in read_record_batches(broker, topic, start=start, limit=limit, idle_s=idle_s, security=security):
         await write_stdout(b"".join(map(json_line, records)))  # each batch at once: a live reader sees it now
         count += len(records)
     return count

@@ -9,16 +9,21 @@ from aiokafka.errors import KafkaError
 
 from streams.joins.store import JoinStore
 from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
 
-async def restore_joins(broker: str, store: JoinStore, partitions: list[int]) -> int:
+async def restore_joins(
+    broker: str, store: JoinStore, partitions: list[int], *, security: KafkaSecurity = PLAINTEXT
+) -> int:
     """Read the changelog partitions to their end into ``store``; returns the records read."""
     tps = [TopicPartition(store.topic, p) for p in partitions]
     for partition in partitions:
         store.drop(partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(broker), enable_auto_commit=False, group_id=None, **security.client_kwargs()
+    )
     await consumer.start()
     read = 0
     try:

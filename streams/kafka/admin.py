@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
 from streams.topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
     return specs
 
 
-async def ensure_topics(broker: str, specs: list[TopicSpec], replication_factor: int = 1) -> list[str]:
+async def ensure_topics(
+    broker: str, specs: list[TopicSpec], replication_factor: int = 1, *, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. An existing topic with another
     partition count is an error naming it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), **security.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -16,12 +16,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from streams.kafka.producer import max_request_bytes
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
 
 METADATA_RETRY_BACKOFF_S = 0.1
 """The pause after a failed metadata update (aiokafka's own ``retry_backoff_ms`` default)."""
 
 
-def worker_producer(servers: list[str], max_record_bytes: int) -> AIOKafkaProducer:
+def worker_producer(servers: list[str], max_record_bytes: int, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
     """Acknowledged by every in-sync replica; batches of up to 512 KiB that wait 2 ms for company; not idempotent
     (the embedded broker refuses idempotent producers, and offsets commit only after acknowledgements anyway)."""
     producer = AIOKafkaProducer(
@@ -31,13 +32,18 @@ def worker_producer(servers: list[str], max_record_bytes: int) -> AIOKafkaProduc
         max_batch_size=512 * 1024,
         max_request_size=max_request_bytes(max_record_bytes),
         enable_idempotence=False,
+        **security.client_kwargs(),
     )
     pause_after_failed_metadata_updates(producer.client, METADATA_RETRY_BACKOFF_S)
     return producer
 
 
 def worker_consumer(
-    servers: list[str], group_id: str, session_timeout_ms: int, fetch_max_wait_ms: int
+    servers: list[str],
+    group_id: str,
+    session_timeout_ms: int,
+    fetch_max_wait_ms: int,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AIOKafkaConsumer:
     """Offsets committed by the worker only (after its batch is acknowledged and written); range assignment, so
     that partition n of every topic of a pipeline lands on the same worker; fetches of up to 4 MiB."""
@@ -56,6 +62,7 @@ def worker_consumer(
         check_crcs=False,  # librdkafka's default too: the broker checked them on produce. Checking costs
         # ~3 % of the worker's CPU, and a failed check would stop the worker at that record for good;
         # damage that breaks the JSON sends the record to the dead-letter queue with its bytes instead
+        **security.client_kwargs(),
     )
     pause_after_failed_metadata_updates(consumer._client, METADATA_RETRY_BACKOFF_S)
     return consumer

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
+
 logger = logging.getLogger(__name__)
 
 _URL_BOUNDARY = re.compile(r"(\s*[,;]\s*)(?=[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -79,7 +81,8 @@ def parse_broker(broker: str) -> BrokerAddress:
 
 def bootstrap_servers(broker: str) -> list[str]:
     """`host:port` entries of a broker URL: "kafka://h1:9092,h2:9092", "kafka://h1:9092;kafka://h2:9092" or "h:9092"
-    (a ``user:password@`` is dropped: the clients connect without SASL, and a warning says so once)."""
+    (a ``user:password@`` is dropped: the clients' credentials are IA_BROKER_USERNAME and IA_BROKER_PASSWORD, and a
+    warning says so once)."""
     address = parse_broker(broker)
     if address.password is not None:
         _warn_credentials_unused(address.redacted)
@@ -89,7 +92,9 @@ def bootstrap_servers(broker: str) -> list[str]:
 @functools.cache
 def _warn_credentials_unused(redacted: str) -> None:
     logger.warning(
-        "the broker address %s holds a password; it is not used: the Kafka clients connect without SASL", redacted
+        "the broker address %s holds a password; it is not used: the Kafka clients log in with IA_BROKER_USERNAME "
+        "and IA_BROKER_PASSWORD",
+        redacted,
     )
 
 
@@ -101,10 +106,12 @@ def redacted_broker(broker: str) -> str:
         return "(a broker address that cannot be parsed)"
 
 
-async def cluster_id(bootstrap: str, *, timeout_s: float = 10.0) -> str:
+async def cluster_id(bootstrap: str, *, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT) -> str:
     """The cluster id the broker at `bootstrap` reports in a DescribeCluster request (Kafka 2.8+ and Tansu)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap_servers(bootstrap),
+        request_timeout_ms=int(timeout_s * 1000),
+        **security.client_kwargs(),
     )
     await admin.start()
     try:

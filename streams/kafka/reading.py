@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.security import PLAINTEXT, KafkaSecurity
 
 TOPIC_POLL_S = 0.5
 """How often a reader looks for a topic that does not exist yet."""
@@ -24,9 +25,9 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-async def end_offsets(broker: str, topic: str) -> dict[int, int]:
+async def end_offsets(broker: str, topic: str, *, security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
     """Where ``topic``'s partitions end now: read from here to see only what comes next."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, **security.client_kwargs())
     try:
         await consumer.start()  # inside: a broker that does not answer still gets the client closed
         tps = await topic_partitions(consumer, topic)
@@ -43,12 +44,15 @@ async def read_record_batches(
     start: dict[int, int] | str = "end",
     limit: int | None = None,
     idle_s: float = 10.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Decoded records of ``topic`` from ``start`` (``"beginning"``, ``"end"`` or offsets by partition), a batch
     as each fetch brings them (a live reader shows each at once), until ``limit`` came or ``idle_s`` passed without
     a new one. A topic that does not exist yet is waited for, within ``idle_s``; once it does, all of it is new,
     so ``"end"`` reads it from its beginning."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False, **security.client_kwargs()
+    )
     count = 0
     try:
         await consumer.start()

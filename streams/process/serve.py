@@ -19,6 +19,7 @@ from streams.app import create_app
 from streams.embedded.broker import embedded_broker, find_recorded_broker
 from streams.embedded.postgres import database_turned_off, database_url
 from streams.kafka.cluster import BrokerAddressError, parse_broker, redacted_broker
+from streams.kafka.security import KafkaSecurity
 from streams.process.services import build_services
 from streams.settings import Settings
 from streams.sink.results import ResultsSink
@@ -169,6 +170,7 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 batch_max_records=settings.batch_max_records,
                 max_record_bytes=settings.max_record_bytes,
                 max_json_depth=settings.max_json_depth,
+                security=KafkaSecurity.from_settings(settings),
             )
             worker = Worker(plans, broker, services, options, ResultsSink(db) if db is not None else None)
             loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ia_modules.database import DatabaseManager
-from tests.kafka_broker import kafka_broker_process
+from tests.kafka_broker import KafkaBroker, kafka_broker_process
 from tests.postgres_server import PostgresForTests, fresh_database, postgres_for_tests, server_folder
 
 
@@ -26,6 +26,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with kafka_broker_process(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secure_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A second Kafka broker for the session, started on first use, whose clients connect over SASL_SSL with
+    SCRAM-SHA-256: `bootstrap` is that listener, `login` the CA file (PEM), user and password."""
+    with kafka_broker_process(tmp_path_factory.mktemp("kafka-secure"), secure=True) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_a_password_that_is_not_used_is_said_once_without_it(caplog: pytest.LogC
         bootstrap_servers("kafka://u:once-Secret/1@h:9092")
     said = [record.getMessage() for record in caplog.records]
     assert said == ["the broker address kafka://u:***@h:9092 holds a password; it is not used: the Kafka clients "
-                    "connect without SASL"]  # fmt: skip
+                    "log in with IA_BROKER_USERNAME and IA_BROKER_PASSWORD"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
