@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -154,6 +155,10 @@ def publish(
         raise typer.Exit(1)
 
 
+INTERRUPTED_ACK_WAIT_S = 10.0
+"""How long an interrupted publish waits for the broker's answer to the events it already sent."""
+
+
 class PublishRefused(Exception):
     """The broker refused events that were handed to it."""
 
@@ -211,21 +216,29 @@ async def _publish(
                     continue
                 chunk.append(emission)
                 if len(chunk) >= 1000:
-                    tally.sent += await _produce(producer, chunk, tally.sent)
+                    await _produce(producer, chunk, tally)
                     chunk = []
-            tally.sent += await _produce(producer, chunk, tally.sent)
+            await _produce(producer, chunk, tally)
     finally:
         await producer.stop()
 
 
-async def _produce(producer: AIOKafkaProducer, chunk: list[Emission], sent: int) -> int:
+async def _produce(producer: AIOKafkaProducer, chunk: list[Emission], tally: PublishTally) -> None:
+    """Send ``chunk`` and count it once the broker acknowledged it. Interrupted (Ctrl-C) while the broker has not
+    answered yet, it still waits up to ``INTERRUPTED_ACK_WAIT_S`` for that answer, so that the count it reports
+    includes what the broker already took."""
+    sending = asyncio.ensure_future(produce(producer, chunk))
     try:
-        return await produce(producer, chunk)
+        tally.sent += await asyncio.shield(sending)
     except KafkaError as exc:
         raise PublishRefused(
             f"the broker refused events of the next {len(chunk)} line(s) ({type(exc).__name__}: {exc}); "
-            f"{sent} event(s) before them were published"
+            f"{tally.sent} event(s) before them were published"
         ) from None
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            tally.sent += await asyncio.wait_for(sending, INTERRUPTED_ACK_WAIT_S)
+        raise
 
 
 def _count_lines(path: Path) -> int:
