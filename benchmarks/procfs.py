@@ -51,3 +51,8 @@ def peak_rss_mb(pids: list[int]) -> float | None:
             return None
         total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
     return total
+
+
+def cpu_seconds_each(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each process of ``pids`` still running."""
+    return {pid: seconds for pid in pids if (seconds := cpu_seconds(pid)) is not None}

@@ -51,7 +51,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
-from benchmarks.procfs import cpu_seconds
+from benchmarks.procfs import cpu_seconds_each
 from benchmarks.sink_records import letter_for, make_runs
 from ia_modules.database import DatabaseManager
 from streams.embedded.postgres import EmbeddedPostgres
@@ -138,11 +138,6 @@ def writers(db: DatabaseManager) -> dict[str, Writer]:
     }
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each process still running, from /proc."""
-    return {pid: seconds for pid in pids if (seconds := cpu_seconds(pid)) is not None}
-
-
 @dataclass
 class Totals:
     """One variant over all rounds: rows/s of each round, and the sums behind the CPU cost per row."""
@@ -160,14 +155,14 @@ async def timed(
     a coroutine listing the server's process ids (None when the server is not on this machine)."""
     pids = await server() if server else []
     gc.collect()
-    server_before = _cpu_seconds(pids)
+    server_before = cpu_seconds_each(pids)
     client_before = time.process_time()
     started = time.perf_counter()
     for runs, letters in batches:
         await write(runs, letters)
     elapsed = time.perf_counter() - started
     client = time.process_time() - client_before
-    server_after = _cpu_seconds(pids)
+    server_after = cpu_seconds_each(pids)
     rows = sum(len(runs) for runs, _ in batches)
     totals.rates.append(rows / elapsed)
     totals.rows += rows

@@ -29,14 +29,13 @@ import gc
 import logging
 import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
 from aiokafka import TopicPartition
 
-from benchmarks.procfs import cpu_seconds
-from benchmarks.sink_inserts import EVENTS, database, describe, server_pids
+from benchmarks.procfs import cpu_seconds_each
+from benchmarks.sink_inserts import EVENTS, Totals, database, describe, server_pids
 from benchmarks.sink_records import make_runs
 from ia_modules.database import DatabaseManager
 from streams.sink.checkpoint import Checkpoint, Committer, Produced
@@ -98,20 +97,6 @@ def runs_of(events: list[dict[str, Any]], variant: str, tag: str, count: int, nu
     return runs
 
 
-@dataclass
-class Totals:
-    """One variant: rows/s of each round, and the sums behind its CPU cost per row."""
-
-    rates: list[float] = field(default_factory=list)
-    rows: int = 0
-    client_s: float = 0.0
-    server_s: float = 0.0
-
-
-def server_cpu(pids: list[int]) -> dict[int, float]:
-    return {pid: seconds for pid in pids if (seconds := cpu_seconds(pid)) is not None}
-
-
 def checkpoints_of(runs: list[FinishedRun], batch: int, offset: int) -> list[Checkpoint]:
     checkpoints = []
     for start in range(0, len(runs), batch):
@@ -134,13 +119,13 @@ async def round_of(
             if i >= len(batches[name]):
                 continue
             checkpoint = batches[name][i]
-            server_before = server_cpu(pids)
+            server_before = cpu_seconds_each(pids)
             client_before = time.process_time()
             started = time.perf_counter()
             await committer.commit(checkpoint)
             elapsed[name] += time.perf_counter() - started
             totals[name].client_s += time.process_time() - client_before
-            server_after = server_cpu(pids)
+            server_after = cpu_seconds_each(pids)
             totals[name].server_s += sum(server_after[p] - server_before[p] for p in server_after if p in server_before)
             rows[name] += len(checkpoint.produced.runs)
     for name in batches:
