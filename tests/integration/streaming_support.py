@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "ia-modules")
@@ -135,18 +135,13 @@ async def publish_raw(broker: str, topic: str, values: Iterable[bytes]) -> None:
         await producer.stop()
 
 
-async def collect(
-    broker: str,
-    topic: str,
-    count: int,
-    timeout_s: float = 90,
-    distinct: Callable[[dict[str, Any]], Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Records of ``topic`` from its beginning, decoded, until there are ``count`` of them (or ``count``
-    different ``distinct(record)`` values, where repeats are expected), or the time runs out."""
+async def _read(
+    broker: str, topic: str, timeout_s: float, take: Callable[[list[ConsumerRecord[bytes, bytes]]], bool]
+) -> None:
+    """Read ``topic`` (all partitions) from its beginning, handing each fetched batch to ``take`` until it says
+    it has enough or the time runs out."""
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
     await consumer.start()
-    records: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + timeout_s
         partitions: set[int] = set()
@@ -158,16 +153,53 @@ async def collect(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        seen: set[Any] = set()
-        while (len(seen) if distinct else len(records)) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for batch_records in batch.values():
-                decoded = [orjson.loads(r.value) for r in batch_records if r.value is not None]
-                records.extend(decoded)
-                if distinct is not None:
-                    seen.update(distinct(record) for record in decoded)
+        enough = take([])  # nothing asked for: nothing to wait for
+        while not enough and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                enough = take(batch) or enough
     finally:
         await consumer.stop()
+
+
+async def collect(
+    broker: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 90,
+    distinct: Callable[[dict[str, Any]], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Records of ``topic`` from its beginning, decoded, until there are ``count`` of them (or ``count``
+    different ``distinct(record)`` values, where repeats are expected), or the time runs out."""
+    records: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+
+    def take(batch: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        decoded = [orjson.loads(r.value) for r in batch if r.value is not None]
+        records.extend(decoded)
+        if distinct is not None:
+            seen.update(distinct(record) for record in decoded)
+        return (len(seen) if distinct else len(records)) >= count
+
+    await _read(broker, topic, timeout_s, take)
+    return records
+
+
+async def records_of(
+    broker: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 60,
+    where: Callable[[ConsumerRecord[bytes, bytes]], bool] = lambda record: True,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records of ``topic`` (all partitions) as consumed (keys, values and headers) until ``count`` of them are
+    ``where`` ones, or the time runs out; only those."""
+    records: list[ConsumerRecord[bytes, bytes]] = []
+
+    def take(batch: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        records.extend(record for record in batch if where(record))
+        return len(records) >= count
+
+    await _read(broker, topic, timeout_s, take)
     return records
 
 

@@ -7,14 +7,11 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from ia_modules.database import DatabaseManager
 from ia_modules.pipeline.wire import result_record, run_error
@@ -27,42 +24,13 @@ from tests.integration.streaming_support import (
     pipelines_dir_with,
     publish,
     publish_raw,
+    records_of,
 )
 from tests.integration.test_results_sink import cli
 
 pytestmark = pytest.mark.integration
 
 NUL = "\0"
-
-
-async def records_of(
-    broker: str,
-    topic: str,
-    count: int,
-    timeout_s: float = 60,
-    where: Callable[[ConsumerRecord[bytes, bytes]], bool] = lambda record: True,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Records of ``topic`` (all partitions) as consumed (keys, values and headers) until ``count`` of them are
-    ``where`` ones, or the time runs out; only those."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions: set[int] = set()
-        while not partitions and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0 if partitions else 0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                records.extend(record for record in batch if where(record))
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def wait_for_rows(url: str, sql: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
