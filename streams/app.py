@@ -3,6 +3,8 @@ timeouts). The stages' hot path is the worker's own aiokafka consumer beside it 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,13 @@ from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 
 from streams.kafka.cluster import bootstrap_servers
+from streams.metrics import CONTENT_TYPE, WorkerPage
 from streams.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+GAUGES_TIMEOUT_S = 2.0
+"""How long a scrape waits for the broker's end offsets (the lag) before it answers with the last ones."""
 
 
 def health_body(worker: Worker) -> tuple[int, dict[str, Any]]:
@@ -49,7 +57,7 @@ class WorkerApp(faust.App):
 
 
 def create_app(worker: Worker, *, web_port: int, web_host: str = "0.0.0.0", datadir: Path = Path(".ia/faust")) -> Any:
-    """A Faust App serving the worker's health page and running its join-timeout timer."""
+    """A Faust App serving the worker's ``/health`` and ``/metrics`` and running its join-timeout timer."""
     session_s = worker.options.session_timeout_ms / 1000
     datadir.mkdir(parents=True, exist_ok=True)
     app = WorkerApp(
@@ -74,6 +82,18 @@ def create_app(worker: Worker, *, web_port: int, web_host: str = "0.0.0.0", data
         async def get(self, request: Request) -> Response:
             status, body = health_body(worker)
             return self.json(body, status=status)
+
+    if worker.metrics is not None:
+        page = WorkerPage(worker.metrics)
+
+        @app.page("/metrics")
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                try:
+                    await asyncio.wait_for(worker.refresh_gauges(), GAUGES_TIMEOUT_S)
+                except Exception as exc:  # the broker is slow or away: the other series are still worth reading
+                    logger.debug("consumer lag not refreshed: %r", exc)
+                return self.bytes(await page.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.timer(sweep_interval_s(worker))  # type: ignore[untyped-decorator]
     async def expire_joins() -> None:

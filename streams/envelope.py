@@ -69,6 +69,9 @@ class Envelope:
     replay: int = 0
     replay_from: str | None = None
     input_json: bytes = b""
+    consumed_ms: int = 0
+    """When the run's input record was first consumed (epoch ms; 0: not known, as in envelopes of earlier
+    releases): where ``ia_run_duration_seconds`` starts."""
     """``input`` encoded (computed on first use when the envelope was made from a dict)."""
 
     def input_bytes(self) -> bytes:
@@ -106,6 +109,8 @@ class Envelope:
             "started_ms": self.started_ms,
         }
         full = layout != ENVELOPE_VERSION
+        if full or self.consumed_ms:
+            header["consumed_ms"] = self.consumed_ms
         if full or error is not None:
             header["error"] = error
         if full or join_tokens:
@@ -188,6 +193,7 @@ class Envelope:
                 get("replay") or 0,
                 get("replay_from"),
                 input_json,
+                get("consumed_ms") or 0,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope: {type(exc).__name__}: {exc}") from None
@@ -223,4 +229,10 @@ class StreamRun(RunState):
 
 def run_identity(envelope: Envelope) -> dict[str, Any]:
     """What a join keeps of the run so that it can resume it on its own (after a join timeout)."""
-    return {"key": envelope.key, "input": envelope.input, "source": envelope.source, "started_ms": envelope.started_ms}
+    return {
+        "key": envelope.key,
+        "input": envelope.input,
+        "source": envelope.source,
+        "started_ms": envelope.started_ms,
+        "consumed_ms": envelope.consumed_ms,
+    }

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     app_id: str = Field("ia-modules", description="consumer group and internal topic names")
     topic_prefix: str = Field("ia", description="prefix of every topic: <prefix>.<pipeline>.<stage>")
     replication_factor: int = Field(1, ge=1)
-    web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health page")
+    web_port: int = Field(6066, ge=1, le=65535, description="the worker's /health and /metrics pages")
+    metrics: bool = Field(True, description="Prometheus metrics at /metrics; 0 records none (docs/metrics.md)")
     log_level: Annotated[LogLevel, BeforeValidator(_level_in_any_case)] = "INFO"
     fuse: bool = Field(True, description="fuse chains of steps into one stage; 0 gives every step its own")
     services: str | None = Field(

@@ -37,6 +37,7 @@ from streams.joins.delivery import JoinDelivery, take_join
 from streams.joins.store import JoinStateTooLarge, JoinStore, join_key
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
 from streams.kafka.records import ConsumedRecord, now_ms
+from streams.metrics.catalog import PipelineMetrics
 from streams.sink.checkpoint import Produced, RecordPart
 from streams.sink.dead_letters import DeadLetters
 from streams.sink.results import FinishedRun
@@ -56,8 +57,11 @@ class StageRunner:
         cluster_id: str,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.plan = plan
+        self.metrics = metrics
+        self._step_metrics = metrics.steps if metrics is not None else None
         self.topology = topology
         self.steps = steps
         self.store = store
@@ -80,15 +84,16 @@ class StageRunner:
         fuse: bool = True,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        metrics: PipelineMetrics | None = None,
     ) -> StageRunner:
         """The pipeline's topology (stages fused unless ``fuse`` is off), an empty join store, its steps made
         with ``services``, for the cluster ``cluster_id`` (run ids name it); events nesting deeper than
-        ``max_json_depth`` are bad input."""
+        ``max_json_depth`` are bad input; ``metrics``: its series, or None to record none."""
         topology = build_topology(plan, topic_prefix, app_id, fuse)
         expected = {node: len(plan.graph.incoming[node]) for node in topology.joins}
         store = JoinStore(topology.joins_topic, expected, max_record_bytes)
         steps = Pipeline(plan).steps_for(services)
-        return cls(plan, topology, steps, store, cluster_id, max_record_bytes, max_json_depth)
+        return cls(plan, topology, steps, store, cluster_id, max_record_bytes, max_json_depth, metrics)
 
     # -- entry points ---------------------------------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class StageRunner:
             self.letters.bad_input(record, problem or "", out)
             return
         key = partition_key(self.plan, event, record.key, run_id)
+        consumed_ms = now_ms()
         envelope = Envelope(
             run_id=run_id,
             pipeline=self.plan.id,
@@ -112,8 +118,9 @@ class StageRunner:
             input=event,
             resume_at=self.plan.graph.start,
             source=source_of(record.topic, record.partition, record.offset, record.timestamp),
-            started_ms=record.timestamp or now_ms(),
+            started_ms=record.timestamp or consumed_ms,
             input_json=raw if raw is not None and b"\n" not in raw else b"",  # one line: the envelope's input as is
+            consumed_ms=consumed_ms,
         )
         partition = partition_for(key.encode(), self.topology.partitions)
         ours = RecordPart(out)
@@ -196,6 +203,7 @@ class StageRunner:
         out = ours.out
         joins, stage_of = topology.joins, topology.stage_of
         plans, instances = self.plan.steps, self.steps
+        observed = self._step_metrics
         stage = stage_of.get(start[0][0])
         forwards: list[str] = []
         held = {node: dict(tokens) for node, tokens in envelope.carried.items()} if envelope.carried else {}
@@ -212,11 +220,15 @@ class StageRunner:
                         self.finish(run, envelope, partition, out)
                     elif token != "run":
                         arrivals(run, skip_step(run, target, token), held, decided)
+                        if observed is not None:
+                            observed[target].skipped.value += 1
                     elif index > starting and (stage_of[target] != stage or target in joins):
                         forwards.append(target)
                     else:
                         failures_before = len(run.failures)
                         sends = await run_step(run, plans[target], instances[target])
+                        if observed is not None:
+                            observed[target].ran(run.trace[-1])
                         if len(run.failures) > failures_before:
                             for failure in run.failures[failures_before:]:
                                 self._step_letter(run, envelope, failure, partition, held, out)
@@ -280,6 +292,7 @@ class StageRunner:
             started_ms=envelope.started_ms,
             replay=envelope.replay,
             replay_from=envelope.replay_from,
+            consumed_ms=envelope.consumed_ms,
         )
 
     def _step_letter(
@@ -333,7 +346,18 @@ class StageRunner:
             raise RecordTooLarge(self.topology.output_topic, len(value), frozenset())
         headers = (("ia-run-id", run.run_id.encode()),)
         out.sends.append(Emission(self.topology.output_topic, partition, envelope.key.encode(), value, headers))
-        out.runs.append(FinishedRun(record, now_ms(), self.letters, partition, envelope.key))
+        out.runs.append(
+            FinishedRun(
+                record,
+                now_ms(),
+                self.letters,
+                partition,
+                envelope.key,
+                envelope.started_ms,
+                envelope.consumed_ms,
+                envelope.replay,
+            )
+        )
         if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
             self.letters.run_failed(run, envelope, partition, out)
 
@@ -355,6 +379,8 @@ class StageRunner:
                 step=None if node == END else node,
             )
             self.store.fire(partition, key, entry, out)
+            if self.metrics is not None:
+                self.metrics.join_timeouts[node].value += 1
             identity = entry.run
             envelope = Envelope(
                 run_id=run_id,
@@ -366,6 +392,7 @@ class StageRunner:
                 source=identity.get("source"),
                 started_ms=identity.get("started_ms", 0),
                 replay=int(replay),
+                consumed_ms=identity.get("consumed_ms", 0),
             )
             run = StreamRun(self.plan, run_id, envelope.input)
             take_join(run, node, entry)

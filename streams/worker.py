@@ -32,6 +32,9 @@ from streams.kafka.cluster import bootstrap_servers, cluster_id
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, SendQueue, Sent
 from streams.kafka.records import now_ms
 from streams.kafka.security import PLAINTEXT, KafkaSecurity
+from streams.metrics.catalog import WorkerMetrics
+from streams.metrics.gauges import refresh_gauges
+from streams.metrics.instruments import CounterChild
 from streams.sink.checkpoint import Checkpoint, Committer, Produced, RecordPart
 from streams.sink.results import ResultsSink
 from streams.stage_runner import StageRunner
@@ -74,6 +77,7 @@ class _Route:
     runner: StageRunner
     stage: Stage
     is_input: bool
+    consumed: CounterChild | None = None
 
 
 @dataclass
@@ -97,8 +101,11 @@ class Worker:
         services: ServiceRegistry,
         options: WorkerOptions | None = None,
         sink: ResultsSink | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.plans = list(plans)
+        self.metrics = metrics
+        """The worker's Prometheus series; None records none (``IA_METRICS=0``)."""
         self.broker = broker
         self.services = services
         self.options = options or WorkerOptions()
@@ -123,7 +130,9 @@ class Worker:
         """Create the topics, start producer and consumer, and join the group."""
         options = self.options
         self.cluster_id = await cluster_id(self.broker, security=options.security)
+        metrics = self.metrics
         for plan in self.plans:
+            series = metrics.pipeline(plan, "chains" if options.fuse else "none") if metrics is not None else None
             runner = StageRunner.build(
                 plan,
                 self.services,
@@ -133,13 +142,14 @@ class Worker:
                 fuse=options.fuse,
                 max_record_bytes=options.max_record_bytes,
                 max_json_depth=options.max_json_depth,
+                metrics=series,
             )
             topology = runner.topology
             self.runners.append(runner)
             for topic in topology.input_topics:
-                self.routes[topic] = _Route(runner, topology.start, True)
+                self.routes[topic] = _Route(runner, topology.start, True, self._consumed(plan.id, topic))
             for stage in topology.stages.values():
-                self.routes[stage.topic] = _Route(runner, stage, False)
+                self.routes[stage.topic] = _Route(runner, stage, False, self._consumed(plan.id, stage.topic))
         specs = [spec for runner in self.runners for spec in topic_specs(runner.topology)]
         created = await ensure_topics(self.broker, specs, options.replication_factor, security=options.security)
         if created:
@@ -151,7 +161,7 @@ class Worker:
         self._consumer = worker_consumer(
             servers, options.app_id, options.session_timeout_ms, options.fetch_max_wait_ms, options.security
         )
-        self.committer = Committer(self._producer, self._consumer, self.sink)
+        self.committer = Committer(self._producer, self._consumer, self.sink, metrics)
         self._consumer.subscribe(topics=list(self.routes), listener=_Rebalance(self))
         await self._consumer.start()
 
@@ -185,6 +195,9 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _consumed(self, pipeline: str, topic: str) -> CounterChild | None:
+        return self.metrics.consumed(pipeline, topic) if self.metrics is not None else None
 
     async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         """Records of runs already in flight (stage topics) first, new events (input topics) with what room is
@@ -236,16 +249,31 @@ class Worker:
         work = {tp: records for tp, records in batch.items() if tp in owned and records}
         if not work:
             return
+        started = time.perf_counter()
         checkpoint = Checkpoint()
         for produced in await asyncio.gather(*(self._run_partition(tp, records) for tp, records in work.items())):
             checkpoint.produced.extend(produced)
         checkpoint.offsets = {tp: records[-1].offset + 1 for tp, records in work.items()}
         checkpoint.consumed = sum(len(records) for records in work.values())
+        checkpoint.submitted = time.perf_counter()
+        if self.metrics is not None:
+            self._batch_observed(work, checkpoint.submitted - started)
         sent = self._sends.submit(checkpoint.produced.to_send())
         before = self._completing[-1] if self._completing else None
         self._completing.append(asyncio.ensure_future(self._complete(before, checkpoint, sent)))
         while len(self._completing) > BATCHES_COMPLETING:
             await self._completing.popleft()
+
+    def _batch_observed(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], seconds: float) -> None:
+        assert self.metrics is not None
+        records = 0
+        for tp, consumed in work.items():
+            counter = self.routes[tp.topic].consumed
+            if counter is not None:
+                counter.value += len(consumed)
+            records += len(consumed)
+        self.metrics.batch_records.child().observe(records)
+        self.metrics.batch_duration.child().observe(seconds)
 
     async def _complete(
         self, before: asyncio.Task[None] | None, checkpoint: Checkpoint, sent: asyncio.Task[Sent]
@@ -305,6 +333,8 @@ class Worker:
                 await runner.on_envelope(record, out)
         except Exception as exc:  # a fault of ours, not of a step: keep the record, keep consuming
             self.stats.internal_errors += 1
+            if runner.metrics is not None:
+                runner.metrics.internal_errors.value += 1
             logger.exception("internal error on %s[%d]@%d", record.topic, record.partition, record.offset)
             ours.replace()  # nothing the record half produced goes out: it is kept as it came, in the letter
             runner.internal_error(record, "".join(traceback.format_exception(exc)), out)
@@ -329,6 +359,12 @@ class Worker:
                 )
             if checkpoint.produced:
                 await self.committer.commit(checkpoint)
+
+    async def refresh_gauges(self) -> None:
+        """Before a scrape: the gauges read from the consumer and the join stores."""
+        if self.metrics is not None:
+            stores = {runner.plan.id: runner.store for runner in self.runners}
+            await refresh_gauges(self.metrics, self._consumer, self.assignment, stores)
 
     # -- rebalancing -------------------------------------------------------------------------------------------
 
@@ -369,4 +405,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.worker.metrics is not None:
+            self.worker.metrics.rebalances.child().value += 1
         await self.worker.restore(assigned)

@@ -206,3 +206,13 @@ class JoinStore:
 
     def waiting(self) -> int:
         return sum(1 for entries in self.partitions.values() for e in entries.values() if not e.fired)
+
+    def waiting_by_node(self) -> dict[str, int]:
+        """Joins waiting, by the node they wait at (for ``ia_joins_waiting``)."""
+        counts: dict[str, int] = dict.fromkeys(self.expected, 0)
+        for entries in self.partitions.values():
+            for key, entry in entries.items():
+                if not entry.fired:
+                    node = key.split("|", 2)[2]
+                    counts[node] = counts.get(node, 0) + 1
+        return counts

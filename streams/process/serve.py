@@ -20,6 +20,7 @@ from streams.embedded.broker import embedded_broker, find_recorded_broker
 from streams.embedded.postgres import database_turned_off, database_url
 from streams.kafka.cluster import BrokerAddressError, parse_broker, redacted_broker
 from streams.kafka.security import KafkaSecurity
+from streams.metrics import WorkerMetrics
 from streams.process.services import build_services
 from streams.settings import Settings
 from streams.sink.results import ResultsSink
@@ -172,7 +173,8 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 max_json_depth=settings.max_json_depth,
                 security=KafkaSecurity.from_settings(settings),
             )
-            worker = Worker(plans, broker, services, options, ResultsSink(db) if db is not None else None)
+            sink = ResultsSink(db) if db is not None else None
+            worker = Worker(plans, broker, services, options, sink, WorkerMetrics() if settings.metrics else None)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, worker.stop)

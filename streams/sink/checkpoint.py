@@ -25,6 +25,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from ia_modules.database import DatabaseConnectionError, DatabaseError
 from streams.kafka.producer import Emission, Sent, produce
+from streams.kafka.records import now_ms
+from streams.metrics.catalog import SinkSeries, WorkerMetrics
 
 if TYPE_CHECKING:  # the sink's package imports this module
     from streams.sink.results import FinishedRun, ResultsSink
@@ -94,6 +96,8 @@ class Checkpoint:
     produced: Produced = field(default_factory=Produced)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     consumed: int = 0
+    submitted: float = 0.0
+    """When its records were handed to the producer (``time.perf_counter``), for ``ia_produce_latency_seconds``."""
 
 
 @dataclass
@@ -113,12 +117,18 @@ class Committer:
     producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
     sink: ResultsSink | None
+    metrics: WorkerMetrics | None = None
     stats: CommitStats = field(default_factory=CommitStats)
     _runs: list[FinishedRun] = field(default_factory=list)
     _letters: list[dict[str, Any]] = field(default_factory=list)
     _held: dict[TopicPartition, int] = field(default_factory=dict)
     _retry_at: float = 0.0
     _delay_s: float = INITIAL_RETRY_DELAY_S
+    _sink_series: SinkSeries | None = None
+
+    def __post_init__(self) -> None:
+        if self.metrics is not None and self.sink is not None:
+            self._sink_series = self.metrics.sink_series()
 
     async def commit(self, checkpoint: Checkpoint, sent: asyncio.Task[Sent] | None = None) -> None:
         """Send what ``checkpoint`` produced (or wait for ``sent``, its sends already handed to the producer) and
@@ -129,6 +139,12 @@ class Committer:
             self.stats.produced += await produce(self.producer, produced.to_send())
         else:
             self.stats.produced += await (await sent).acknowledged()
+        metrics = self.metrics
+        if metrics is not None:
+            if checkpoint.submitted:
+                metrics.produce_latency.child().observe(time.perf_counter() - checkpoint.submitted)
+            if produced.letters:
+                metrics.dead_letters_produced(produced.letters)
         if produced.join_markers:
             self.stats.produced += await produce(self.producer, produced.join_markers)
         holding = self.holding
@@ -172,30 +188,45 @@ class Committer:
         self._held.clear()
 
     async def _flush(self) -> bool:
+        """Write the rows held; True once they are durable (at once without a results sink)."""
         if self.sink is None or not (self._runs or self._letters):
-            self._runs.clear()
-            self._letters.clear()
+            self._durable()
             return True
+        series = self._sink_series
+        started = time.perf_counter()
         try:
             try:
                 await self.sink.write(self._runs, self._letters)
                 self.stats.rows_written += len(self._runs)
                 self.stats.letters_written += len(self._letters)
+                if series is not None:
+                    series.runs_written.value += len(self._runs)
+                    series.letters_written.value += len(self._letters)
             except DatabaseConnectionError:
                 raise
             except DatabaseError:
                 await self._write_one_by_one()
         except DatabaseConnectionError as exc:
+            if series is not None:
+                series.up.set(0)
             if self._delay_s == INITIAL_RETRY_DELAY_S:
                 self.stats.outages += 1
                 logger.warning("the database is unreachable (%s): holding offsets and pausing; retrying", exc)
             self._retry_at = time.monotonic() + self._delay_s
             self._delay_s = min(self._delay_s * 2, MAX_RETRY_DELAY_S)
             return False
-        self._runs.clear()
-        self._letters.clear()
+        if series is not None:
+            series.wrote(time.perf_counter() - started)
+        self._durable()
         self._delay_s = INITIAL_RETRY_DELAY_S
         return True
+
+    def _durable(self) -> None:
+        """The runs and letters held are durable: counted (``ia_runs_total`` and the latencies), then let go."""
+        if self.metrics is not None and self._runs:
+            self.metrics.runs_durable(self._runs, now_ms())
+        self._runs.clear()
+        self._letters.clear()
 
     async def _write_one_by_one(self) -> None:
         """A batch the database refused: write its rows singly, so one bad row does not hold back the rest.
@@ -206,28 +237,41 @@ class Committer:
         topic). Losing the connection meanwhile is an outage like any other: rows already written are written
         again, harmlessly; once the refused runs' letters are produced, those runs are done with."""
         assert self.sink is not None
+        series = self._sink_series
         refused = Produced()
         for run in self._runs:
             try:
                 await self.sink.write([run], [])
                 self.stats.rows_written += 1
+                if series is not None:
+                    series.runs_written.value += 1
             except DatabaseConnectionError:
                 raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
+                if series is not None:
+                    series.runs_refused.value += 1
                 self._refused(run, exc, refused)
         if refused.sends:
             self.stats.produced += await produce(self.producer, refused.sends)
+            if self.metrics is not None:
+                self.metrics.dead_letters_produced(refused.letters)
+        if self.metrics is not None:  # a refused run's result is on the output topic: it is done with
+            self.metrics.runs_durable(self._runs, now_ms())
         self._runs.clear()
         self._letters.extend(refused.letters)
         for letter in self._letters:
             try:
                 await self.sink.write([], [letter])
                 self.stats.letters_written += 1
+                if series is not None:
+                    series.letters_written.value += 1
             except DatabaseConnectionError:
                 raise
             except DatabaseError as exc:
                 self.stats.rows_rejected += 1
+                if series is not None:
+                    series.letters_refused.value += 1
                 logger.error(
                     "dead_letters refused a letter of run %s (it is on the topic): %s", letter.get("run_id"), exc
                 )
@@ -250,8 +294,11 @@ class Committer:
         self._held.clear()
         if not offsets:
             return
+        started = time.perf_counter()
         try:
             await self.consumer.commit(offsets)
+            if self.metrics is not None:
+                self.metrics.commit_duration.child().observe(time.perf_counter() - started)
         except (CommitFailedError, IllegalStateError) as exc:
             self.stats.commits_failed += 1
             logger.warning("commit failed (the records will be processed again by their new owner): %s", exc)

@@ -68,6 +68,12 @@ class FinishedRun:
     dead_letters: DeadLetters | None = field(default=None, compare=False, repr=False)
     partition: int = 0
     key: str | None = None
+    started_ms: int = 0
+    """The input record's Kafka timestamp (epoch ms): where ``ia_end_to_end_latency_seconds`` starts."""
+    consumed_ms: int = 0
+    """When the input record was first consumed (0: not known): where ``ia_run_duration_seconds`` starts."""
+    replay: int = 0
+    """How often the run was replayed from a dead letter (a replay's latencies are not counted)."""
 
 
 # -- text PostgreSQL cannot store --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -85,7 +86,9 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(checkpoint_module, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(
+        checkpoint_module, "time", SimpleNamespace(monotonic=clock, perf_counter=time.perf_counter, time=time.time)
+    )
     return clock
 
 
