@@ -4,8 +4,8 @@ A worker runs its stages in one Python thread, so one process uses one core. The
 workers share once (the embedded broker and database when they are used, the migrations), then N worker
 processes with that broker and database: each is a member of the consumer group, so the partitions are split
 between them, exactly as for workers on separate machines. A process that dies is started again (the group gives
-its partitions to the others meanwhile); SIGINT or SIGTERM stops them all in order. ``/health`` on
-``IA_WEB_PORT`` answers for all of them.
+its partitions to the others meanwhile); SIGINT or SIGTERM stops them all in order. ``/health`` and ``/metrics``
+on ``IA_WEB_PORT`` answer for all of them (``/metrics``: each process's series labelled ``process``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aiohttp import web
 
 from streams.embedded.broker import free_port
 from streams.embedded.child_processes import die_with_parent, stop_process
+from streams.metrics import CONTENT_TYPE, merge_pages, process_registry, render
 from streams.process.serve import broker_for_worker, load_plans, migrated_database_url
 from streams.settings import Settings
 
@@ -46,6 +47,9 @@ STEADY_S = 60.0
 RELAYED_LINE_BYTES = 1 << 20
 """How much of a line of a worker process's output is buffered before it is passed on (a longer line is passed
 on in parts, still as one line)."""
+
+METRICS_TIMEOUT_S = 5.0
+"""How long a scrape of the supervisor waits for each worker process's ``/metrics``."""
 
 CONFIG_ERROR_EXIT = 2
 """The exit code of ``ia-modules worker`` for a configuration error: starting it again would not help."""
@@ -134,6 +138,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once every worker process consumes."""
+        self._own_metrics = process_registry()
         self._environment_for: Callable[[int], dict[str, str]] | None = None
         """A worker process's environment for its web port (set once the broker and database are known)."""
 
@@ -152,7 +157,7 @@ class Supervisor:
                 url = await stack.enter_async_context(migrated_database_url(self.settings))
                 base = {**os.environ, "IA_PIPELINES_DIR": str(self.pipelines_dir)}
                 self._environment_for = functools.partial(worker_environment, base, broker, session_ms, url)
-                await stack.enter_async_context(self._health_page())
+                await stack.enter_async_context(self._web_pages())
                 try:
                     for slot in self.slots:
                         await self._start(slot)
@@ -240,9 +245,28 @@ class Supervisor:
         except (httpx.HTTPError, ValueError):
             slot.health = (0, {})
 
+    async def metrics_page(self, client: httpx.AsyncClient) -> bytes:
+        """Every running worker process's ``/metrics``, read now, as one page: each process's series labelled
+        ``process="<n>"``, the supervisor's own process metrics ``process="supervisor"``. A process that does not
+        answer is left out (Prometheus sees its counters resume, or reset, when it answers again)."""
+
+        async def page_of(slot: WorkerSlot) -> tuple[str, str] | None:
+            try:
+                response = await client.get(f"http://127.0.0.1:{slot.web_port}/metrics")
+                response.raise_for_status()
+            except httpx.HTTPError:
+                return None
+            return str(slot.index + 1), response.text
+
+        running = [slot for slot in self.slots if slot.process is not None and slot.process.returncode is None]
+        pages = [page for page in await asyncio.gather(*(page_of(slot) for slot in running)) if page is not None]
+        own = await asyncio.to_thread(render, self._own_metrics)
+        return await asyncio.to_thread(merge_pages, [*pages, ("supervisor", own.decode())])
+
     @contextlib.asynccontextmanager
-    async def _health_page(self) -> AsyncIterator[None]:
-        """``/health`` on IA_WEB_PORT: the worker processes' answers as last polled (at most 0.5 s old)."""
+    async def _web_pages(self) -> AsyncIterator[None]:
+        """``/health`` on IA_WEB_PORT: the worker processes' answers as last polled (at most 0.5 s old); and
+        ``/metrics`` (unless IA_METRICS=0): theirs, read when scraped."""
 
         async def health(request: web.Request) -> web.Response:
             status, body = combined_health(self.slots, self.pipelines)
@@ -250,6 +274,14 @@ class Supervisor:
 
         app = web.Application()
         app.router.add_get("/health", health)
+        if self.settings.metrics:
+            client = httpx.AsyncClient(timeout=METRICS_TIMEOUT_S)
+
+            async def metrics(request: web.Request) -> web.Response:
+                return web.Response(body=await self.metrics_page(client), headers={"Content-Type": CONTENT_TYPE})
+
+            app.router.add_get("/metrics", metrics)
+            app.on_cleanup.append(lambda _: client.aclose())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
