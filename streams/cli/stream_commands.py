@@ -90,7 +90,7 @@ def worker(
     async def main() -> None:
         announcing = asyncio.create_task(announce(ready, "worker"))
         try:
-            stopped = await serve(settings, folder, ready)
+            stopped = await serve(settings, folder, lambda _: ready.set())
         finally:
             announcing.cancel()
         err.print(f"worker stopped: {stopped.stats.consumed} records consumed, {stopped.produced} produced")

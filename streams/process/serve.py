@@ -9,7 +9,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ia_modules.database import DatabaseManager
@@ -144,8 +144,11 @@ def _stop_if_failed(task: asyncio.Task[None], worker: Worker) -> None:
         worker.stop()
 
 
-async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | None = None) -> Worker:
-    """Run a worker until SIGINT or SIGTERM; returns it (stopped) for its statistics."""
+async def serve(
+    settings: Settings, pipelines_dir: Path, on_ready: Callable[[Worker], None] | None = None
+) -> Worker:
+    """Run a worker until SIGINT or SIGTERM (or ``worker.stop()``); ``on_ready`` is called with it once it
+    consumes. Returns it (stopped) for its statistics."""
     plans = await asyncio.to_thread(load_plans, pipelines_dir, settings.topic_prefix, settings.app_id)
     services = await build_services(settings.services)
     try:
@@ -185,8 +188,8 @@ async def serve(settings: Settings, pipelines_dir: Path, ready: asyncio.Event | 
                 await worker.start()
                 tune_garbage_collection()
                 logger.info("worker started on %s: %s", redacted_broker(broker), ", ".join(p.id for p in plans))
-                if ready is not None:
-                    ready.set()
+                if on_ready is not None:
+                    on_ready(worker)
                 await worker.run()
             finally:
                 await asyncio.gather(app_starting, return_exceptions=True)

@@ -227,6 +227,15 @@ def test_demo_runs_every_shipped_pipeline(mode: list[str]) -> None:
     if not mode:
         assert "worker consuming on 127.0.0.1:" in done.stderr
         assert not (ROOT / ".ia" / "broker.json").exists(), "the embedded broker was stopped"
+        # the summary's figures are the worker's metrics, checked against the rows its results sink wrote
+        assert "demo summary (from the worker's /metrics)" in done.stdout
+        rows = sum(sum(1 for line in path.open() if line.strip()) for path in (ROOT / "pipelines").glob("*.jsonl"))
+        assert f"✓ the worker's metrics agree with the results read and the {rows} pipeline_runs rows" in done.stdout
+        routes = done.stdout[done.stdout.index("routes taken (ia_route_total)") :]
+        branches = [line for line in routes.splitlines() if "quality_checker → " in line]
+        assert sum(int(line.split("│")[-2]) for line in branches) == 66, branches  # each event takes one branch
+        assert "SELECT pipeline, status, count(*) FROM pipeline_runs" in done.stdout
+        assert "ia-modules top" in done.stdout
 
 
 def test_graph_dot_renders_with_graphviz_and_boxes_each_stage_with_its_topic() -> None:
