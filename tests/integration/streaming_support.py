@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -87,6 +88,14 @@ class WorkerProcess:
             return error.code, orjson.loads(error.read())
         except OSError:
             return 0, {}
+
+    def metrics(self) -> tuple[int, str]:
+        """``/metrics``: status and text (404 when IA_METRICS=0)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
 
     async def wait_consuming(self, timeout_s: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

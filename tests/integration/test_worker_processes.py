@@ -15,6 +15,7 @@ import pytest
 
 from ia_modules.database import DatabaseManager
 from streams.embedded.child_processes import process_running
+from streams.metrics.reading import Page
 from tests.integration.streaming_support import (
     Namespace,
     WorkerProcess,
@@ -66,9 +67,19 @@ async def test_worker_processes_split_the_group_restart_a_killed_one_and_lose_no
         # the other process repeats what the killed one had not committed: count events, not records
         results = await collect(kafka_broker, output, len(events), 120, distinct=lambda r: r["input"]["seq"])
         after = await settled(worker, inputs)
+        status, metrics = await asyncio.to_thread(worker.metrics)
     finally:
         exit_code = worker.stop()
     assert_every_event_has_its_result(results, len(events))
+    # one scrape target for both processes: each series labelled with its process, each process's CPU and memory
+    assert status == 200
+    page = Page.parse(metrics)
+    for process in ("1", "2", "supervisor"):
+        assert page.total("process_resident_memory_bytes", process=process) > 0, process
+        assert page.total("process_cpu_seconds_total", process=process) > 0, process
+    consumed = page.sum_by("ia_events_consumed_total", ("process",), topic=inputs)
+    assert consumed[("2",)] > 0 and ("1",) in consumed  # process 1 started again: its counters start afresh
+    assert page.total("ia_runs_total", process="2") > 0
     assert [process["restarts"] for process in after["processes"]] == [1, 0]
     restarted_pid = after["processes"][0]["pid"]
     assert restarted_pid not in first_pids and after["processes"][1]["pid"] == first_pids[1]

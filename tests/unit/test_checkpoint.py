@@ -21,8 +21,12 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from ia_modules.pipeline.compiler import PipelinePlan, compile_pipeline
 from ia_modules.pipeline.wire import dead_letter, run_error
 from streams.kafka.producer import Emission, SendQueue
+from streams.metrics import WorkerMetrics, render
+from streams.metrics.exposition import families_registry
+from streams.metrics.reading import Page
 from streams.sink import checkpoint as checkpoint_module
 from streams.sink.checkpoint import (
     INITIAL_RETRY_DELAY_S,
@@ -103,12 +107,16 @@ class Parts:
 
 @pytest.fixture
 def make() -> Callable[..., Parts]:
-    def build(assigned: tuple[TopicPartition, ...] = (IN_0, IN_1), with_sink: bool = True) -> Parts:
+    def build(
+        assigned: tuple[TopicPartition, ...] = (IN_0, IN_1),
+        with_sink: bool = True,
+        metrics: WorkerMetrics | None = None,
+    ) -> Parts:
         journal = Journal()
         producer = StandInProducer(journal)
         consumer = StandInConsumer(journal, set(assigned))
         sink = StandInSink(journal)
-        committer = Committer(cast(Any, producer), cast(Any, consumer), cast(Any, sink) if with_sink else None)
+        committer = Committer(cast(Any, producer), cast(Any, consumer), cast(Any, sink) if with_sink else None, metrics)
         return Parts(journal, producer, consumer, sink, committer)
 
     return build
@@ -267,6 +275,58 @@ async def test_a_refused_commit_is_counted_and_does_not_raise(make: Callable[...
     assert parts.committer.stats.commits_failed == 1
     assert parts.sink.rows == ["r1"]
     assert not parts.committer.holding
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------------
+
+
+def scraped(metrics: WorkerMetrics) -> Page:
+    return Page.parse(render(families_registry(metrics)).decode())
+
+
+async def test_runs_count_once_their_rows_are_written_and_the_sink_says_when_it_fails(
+    make: Callable[..., Parts], clock: Clock
+) -> None:
+    metrics = WorkerMetrics()
+    metrics.pipeline(_one_step_plan("p"), "chains")
+    parts = make(metrics=metrics)
+    parts.sink.reachable = False
+    await parts.committer.commit(checkpoint({IN_0: 11}, runs=("r1", "r2"), letters=("r3",)))
+    page = scraped(metrics)
+    assert page.total("ia_runs_total") == 0, "held while the database is away: not durable yet"
+    assert page.total("ia_dead_letters_total", kind="step_failed") == 1, "a letter counts once acknowledged"
+    assert page.total("ia_sink_up", sink="postgres") == 0
+    assert page.total("ia_sink_rows_total") == 0
+
+    clock.now += INITIAL_RETRY_DELAY_S
+    parts.sink.reachable = True
+    await parts.committer.retry_if_due()
+    page = scraped(metrics)
+    assert page.total("ia_runs_total", pipeline="p", status="success") == 2
+    assert page.total("ia_sink_up", sink="postgres") == 1
+    assert page.total("ia_sink_rows_total", table="pipeline_runs", status="written") == 2
+    assert page.total("ia_sink_rows_total", table="dead_letters", status="written") == 1
+    assert page.total("ia_sink_last_success_timestamp_seconds") > 1.7e9
+    assert page.total("ia_sink_flush_seconds_count") == 1
+    assert page.total("ia_commit_duration_seconds_count") == 1
+
+
+async def test_without_a_results_sink_runs_count_once_acknowledged_and_no_sink_series_exist(
+    make: Callable[..., Parts],
+) -> None:
+    metrics = WorkerMetrics()
+    metrics.pipeline(_one_step_plan("p"), "chains")
+    parts = make(with_sink=False, metrics=metrics)
+    await parts.committer.commit(checkpoint({IN_0: 2}, runs=("r1",)))
+    page = scraped(metrics)
+    assert page.total("ia_runs_total", status="success") == 1
+    assert not [sample for sample in page.samples if sample.name.startswith("ia_sink_")]
+
+
+def _one_step_plan(pipeline: str) -> PipelinePlan:
+    raw = {"name": pipeline, "steps": [{"id": "s", "module": "tests.unit.sample_steps", "step_class": "ConstStep"}],
+           "flow": {"start_at": "s", "paths": []}}  # fmt: skip
+    return compile_pipeline(raw, f"{pipeline}.json")
 
 
 # -- the database away -------------------------------------------------------------------------------------------------
