@@ -25,15 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from benchmarks.bench_steps import TRIVIAL_HOPS
 from benchmarks.specialised_hops import SpecialisedHops
 from benchmarks.throughput.events import BENCH_PIPELINE, PARTITIONS, synthetic_events
 from ia_modules.pipeline.core import Pipeline
 from streams.joins.store import JoinStore
+from streams.kafka.producer import Emission, Sent
 from streams.kafka.records import InputRecord
+from streams.metrics.catalog import WorkerMetrics
+from streams.metrics.instruments import CounterChild
 from streams.process.serve import GC_THRESHOLDS
-from streams.sink.checkpoint import Produced
+from streams.sink.checkpoint import Checkpoint, Committer, Produced
 from streams.stage_runner import StageRunner
 from streams.topology import build_topology
 
@@ -69,16 +73,77 @@ def comparable(result: bytes) -> dict[str, Any]:
     return record
 
 
-class InMemoryWorker:
-    """The worker's stage runner with emissions routed straight back in, as a broker would deliver them."""
+class _NoBroker:
+    """The producer and consumer a ``Committer`` talks to, with nothing behind them: every send is acknowledged
+    at once, every commit succeeds."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    class _Batch:
+        def __init__(self) -> None:
+            self.count = 0
+
+        def append(self, **_: Any) -> object:
+            self.count += 1
+            return self
+
+        def record_count(self) -> int:
+            return self.count
+
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+
+    def create_batch(self) -> _NoBroker._Batch:
+        return self._Batch()
+
+    async def send_batch(self, batch: _NoBroker._Batch, topic: str, partition: int) -> asyncio.Future[None]:
+        acknowledged = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        return None
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        return None
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        return None
+
+
+async def _handed_over(emissions: list[Emission]) -> Sent:
+    """What ``SendQueue.submit`` gives the committer for a batch, the broker acknowledging at once."""
+    return Sent(len(emissions))
+
+
+class InMemoryWorker:
+    """The worker's stage runner with emissions routed straight back in, as a broker would deliver them.
+
+    With ``commit``, each batch is then made durable as the worker does it, by a ``Committer`` (no results sink)
+    over a producer and consumer with nothing behind them (``_NoBroker``): acknowledgements, finished runs let
+    go, offsets committed. With ``metrics`` (implies ``commit``), the stage runner gets the pipeline's series,
+    the committer the worker's (produce latency, runs by status, run duration, end-to-end latency, commit
+    duration), and each batch is counted as ``Worker._batch_observed`` counts it (records consumed per topic,
+    records per batch, batch duration): what ``IA_METRICS=1`` adds to the worker's work."""
+
+    def __init__(self, pipeline: Pipeline, metrics: WorkerMetrics | None = None, commit: bool = False) -> None:
         plan = pipeline.plan
         self.topology = build_topology(plan, fuse=True)
         expected = {node: len(plan.graph.incoming[node]) for node in self.topology.joins}
         self.store = JoinStore(self.topology.joins_topic, expected)
-        self.runner = StageRunner(plan, self.topology, pipeline.steps_for(None), self.store, "bench-cluster")
+        series = metrics.pipeline(plan, "chains") if metrics is not None else None
+        self.runner = StageRunner(
+            plan, self.topology, pipeline.steps_for(None), self.store, "bench-cluster", metrics=series
+        )
         self.stage_topics = set(self.topology.stage_topics())
+        self.metrics = metrics
+        self.broker = _NoBroker()
+        self.committer = Committer(self.broker, self.broker, None, metrics) if commit or metrics else None
+        self.consumed: dict[str, CounterChild] = {}
+        if metrics is not None:
+            for topic in [*self.topology.input_topics, *self.stage_topics]:
+                self.consumed[topic] = metrics.consumed(plan.id, topic)
         self.offsets: dict[str, int] = {}
         self.records = 0
         self.bytes = 0
@@ -95,7 +160,7 @@ class InMemoryWorker:
                 InputRecord(input_topic, partition, offset, 0, key, value)
                 for offset, (key, partition, value) in enumerate(keyed[first : first + batch], first)
             ]
-            produced = await self._run(records, self.runner.on_input)
+            produced = await self._batch(records, self.runner.on_input)
             while produced.sends:
                 records = []
                 for emission in produced.sends:
@@ -114,8 +179,40 @@ class InMemoryWorker:
                 for write in [*produced.join_state, *produced.join_markers]:
                     self.records += 1
                     self.bytes += len(write.value or b"")
-                produced = await self._run(records, self.runner.on_envelope)
+                produced = await self._batch(records, self.runner.on_envelope)
         return outputs
+
+    async def _batch(
+        self, records: list[InputRecord], run: Callable[[InputRecord, Produced], Awaitable[None]]
+    ) -> Produced:
+        """Run a batch of records; with a committer, make what they produced durable as the worker does."""
+        if self.committer is None or not records:
+            return await self._run(records, run)
+        started = time.perf_counter()
+        checkpoint = Checkpoint(await self._run(records, run))
+        per_partition: dict[TopicPartition, int] = {}  # what the consumer's fetch gives the worker, made here
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            checkpoint.offsets[tp] = record.offset + 1
+            per_partition[tp] = per_partition.get(tp, 0) + 1
+        checkpoint.consumed = len(records)
+        checkpoint.submitted = time.perf_counter()
+        if self.metrics is not None:
+            self._batch_observed(per_partition, checkpoint.submitted - started)
+        self.broker.assigned.update(checkpoint.offsets)
+        sent = asyncio.ensure_future(_handed_over(checkpoint.produced.to_send()))
+        await self.committer.commit(checkpoint, sent)
+        return checkpoint.produced
+
+    def _batch_observed(self, per_partition: dict[TopicPartition, int], seconds: float) -> None:
+        """``Worker._batch_observed``: records consumed per topic, records per batch, the batch's duration."""
+        assert self.metrics is not None
+        records = 0
+        for tp, consumed in per_partition.items():
+            self.consumed[tp.topic].value += consumed
+            records += consumed
+        self.metrics.batch_records.child().observe(records)
+        self.metrics.batch_duration.child().observe(seconds)
 
     @staticmethod
     async def _run(records: list[InputRecord], run: Callable[[InputRecord, Produced], Awaitable[None]]) -> Produced:
