@@ -129,6 +129,7 @@ class Committer:
     def __post_init__(self) -> None:
         if self.metrics is not None and self.sink is not None:
             self._sink_series = self.metrics.sink_series()
+            self._sink_series.up.set(1)  # connected at start: up until a write fails
 
     async def commit(self, checkpoint: Checkpoint, sent: asyncio.Task[Sent] | None = None) -> None:
         """Send what ``checkpoint`` produced (or wait for ``sent``, its sends already handed to the producer) and

@@ -295,7 +295,7 @@ async def test_runs_count_once_their_rows_are_written_and_the_sink_says_when_it_
     page = scraped(metrics)
     assert page.total("ia_runs_total") == 0, "held while the database is away: not durable yet"
     assert page.total("ia_dead_letters_total", kind="step_failed") == 1, "a letter counts once acknowledged"
-    assert page.total("ia_sink_up", sink="postgres") == 0
+    assert page.total("ia_sink_up", sink="postgres") == 0, "down once a write failed"
     assert page.total("ia_sink_rows_total") == 0
 
     clock.now += INITIAL_RETRY_DELAY_S
