@@ -79,6 +79,10 @@ class Envelope:
             self.input_json = orjson.dumps(self.input)
         return self.input_json
 
+    def timing(self) -> tuple[int, int, int]:
+        """``(started_ms, consumed_ms, replay)``: what the run's latencies are measured from (``FinishedRun``)."""
+        return self.started_ms, self.consumed_ms, self.replay
+
     def trace(self) -> list[dict[str, Any]]:
         """The trace so far, parsed (for dead letters and join state, not for the hot path)."""
         entries: list[dict[str, Any]] = orjson.loads(self.trace_json)

@@ -346,18 +346,7 @@ class StageRunner:
             raise RecordTooLarge(self.topology.output_topic, len(value), frozenset())
         headers = (("ia-run-id", run.run_id.encode()),)
         out.sends.append(Emission(self.topology.output_topic, partition, envelope.key.encode(), value, headers))
-        out.runs.append(
-            FinishedRun(
-                record,
-                now_ms(),
-                self.letters,
-                partition,
-                envelope.key,
-                envelope.started_ms,
-                envelope.consumed_ms,
-                envelope.replay,
-            )
-        )
+        out.runs.append(FinishedRun(record, now_ms(), self.letters, partition, envelope.key, *envelope.timing()))
         if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
             self.letters.run_failed(run, envelope, partition, out)
 

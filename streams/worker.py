@@ -257,23 +257,12 @@ class Worker:
         checkpoint.consumed = sum(len(records) for records in work.values())
         checkpoint.submitted = time.perf_counter()
         if self.metrics is not None:
-            self._batch_observed(work, checkpoint.submitted - started)
+            self.metrics.batch(checkpoint.consumed, checkpoint.submitted - started)
         sent = self._sends.submit(checkpoint.produced.to_send())
         before = self._completing[-1] if self._completing else None
         self._completing.append(asyncio.ensure_future(self._complete(before, checkpoint, sent)))
         while len(self._completing) > BATCHES_COMPLETING:
             await self._completing.popleft()
-
-    def _batch_observed(self, work: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], seconds: float) -> None:
-        assert self.metrics is not None
-        records = 0
-        for tp, consumed in work.items():
-            counter = self.routes[tp.topic].consumed
-            if counter is not None:
-                counter.value += len(consumed)
-            records += len(consumed)
-        self.metrics.batch_records.child().observe(records)
-        self.metrics.batch_duration.child().observe(seconds)
 
     async def _complete(
         self, before: asyncio.Task[None] | None, checkpoint: Checkpoint, sent: asyncio.Task[Sent]
@@ -294,6 +283,8 @@ class Worker:
 
     async def _run_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> Produced:
         route = self.routes[tp.topic]
+        if route.consumed is not None:
+            route.consumed.value += len(records)
         if route.stage.concurrency > 1:
             return await self._run_by_key(route, records)
         produced = Produced()

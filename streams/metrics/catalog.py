@@ -227,6 +227,11 @@ class WorkerMetrics:
                 if run.started_ms:
                     series.end_to_end.observe(max(0, now_ms - run.started_ms) / 1000)
 
+    def batch(self, records: int, seconds: float) -> None:
+        """A fetched batch was run: its size and how long running it took."""
+        self.batch_records.child().observe(records)
+        self.batch_duration.child().observe(seconds)
+
     def consumed(self, pipeline: str, topic: str) -> CounterChild:
         return self.events_consumed.child(pipeline, topic)
 
