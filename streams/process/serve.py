@@ -144,9 +144,7 @@ def _stop_if_failed(task: asyncio.Task[None], worker: Worker) -> None:
         worker.stop()
 
 
-async def serve(
-    settings: Settings, pipelines_dir: Path, on_ready: Callable[[Worker], None] | None = None
-) -> Worker:
+async def serve(settings: Settings, pipelines_dir: Path, on_ready: Callable[[Worker], None] | None = None) -> Worker:
     """Run a worker until SIGINT or SIGTERM (or ``worker.stop()``); ``on_ready`` is called with it once it
     consumes. Returns it (stopped) for its statistics."""
     plans = await asyncio.to_thread(load_plans, pipelines_dir, settings.topic_prefix, settings.app_id)
