@@ -37,9 +37,12 @@ tests/kafka/lib/.fetched: tests/kafka/pom.xml
 	cd tests/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib
 	touch $@
 
-# Debian packages the tests use (CI runs as root): Graphviz renders what `ia-modules graph --format dot` draws.
+# Debian packages the tests use (CI runs as root): Graphviz renders what `ia-modules graph --format dot` draws;
+# `prometheus` brings promtool (checks deploy/prometheus) and the server the metrics tests scrape a worker with
+# (its post-install may try to start a service: harmless in a container without systemd).
 system-packages:
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
 
 test: lint typecheck system-packages tests/kafka/lib/.fetched
 	$(BIN)/pytest --durations=15
