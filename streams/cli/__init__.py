@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from ia_modules.database.errors import DatabaseURLError
-from streams.cli import db_commands, demo, dlq_commands, pipeline_commands, stream_commands
+from streams.cli import db_commands, demo, dlq_commands, pipeline_commands, stream_commands, top
 from streams.cli.output import err
 from streams.kafka.cluster import BrokerAddressError, redacted_broker
 from streams.kafka.security import KafkaSecurity, refusals, unreachable_broker
@@ -33,6 +33,7 @@ stream_commands.register(app)
 db_commands.register(app)
 dlq_commands.register(app)
 app.command()(demo.demo)
+app.command()(top.top)
 
 
 def main() -> None:
