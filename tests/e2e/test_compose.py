@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -32,7 +33,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 # Variables that the compose file interpolates or that steer Compose itself: removed from the environment the binary
 # sees, so that a developer's shell cannot change what these tests check.
-STEERING_VARIABLES = re.compile(r"^(POSTGRES_|KAFKA_|IA_|COMPOSE_|DOCKER_)")
+STEERING_VARIABLES = re.compile(r"^(POSTGRES_|KAFKA_|IA_|COMPOSE_|DOCKER_|GRAFANA_|GF_)")
 
 
 def compose_binary() -> str:
@@ -131,8 +132,10 @@ def test_config_quiet_accepts_the_file_without_warnings(tmp_path: Path) -> None:
         (("service_completed_successfully", "service_complete_successfully"), "condition"),
         # a dependency on a service that does not exist
         ((r"(?m)^      migrate:$", "      migrat:"), "migrat"),
+        # Grafana waiting for a Prometheus spelt wrong
+        ((r"(?m)^      prometheus:$", "      prometeus:"), "prometeus"),
     ],
-    ids=["typo-service-key", "typo-healthcheck-key", "bad-condition", "unknown-service"],
+    ids=["typo-service-key", "typo-healthcheck-key", "bad-condition", "unknown-service", "unknown-prometheus"],
 )
 def test_a_broken_copy_is_rejected_naming_what_is_wrong(tmp_path: Path, mutation: tuple[str, str], named: str) -> None:
     pattern, replacement = mutation
@@ -262,7 +265,7 @@ def test_credentials_come_from_the_environment_with_a_dev_default(tmp_path: Path
     # The file itself spells no password, only a substitution with a default.
     for line in COMPOSE_FILE.read_text().splitlines():
         if re.search(r"PASSWORD\s*:", line) and not line.lstrip().startswith("#"):
-            assert "${POSTGRES_PASSWORD" in line, line
+            assert "${POSTGRES_PASSWORD" in line or "${GRAFANA_ADMIN_PASSWORD" in line, line
 
     defaults = resolved(tmp_path)
     assert env_of(defaults, "postgres")["POSTGRES_PASSWORD"] == "ia_modules"
@@ -277,6 +280,10 @@ def test_credentials_come_from_the_environment_with_a_dev_default(tmp_path: Path
     }
     for name in ("worker", "migrate"):
         assert env_of(chosen, name)["IA_DATABASE_URL"] == "postgresql://svc:Not-The-Default_42@postgres:5432/runs"
+
+    assert env_of(defaults, "grafana")["GF_SECURITY_ADMIN_PASSWORD"] == "ia_modules"
+    chosen = resolved(tmp_path, env={"GRAFANA_ADMIN_PASSWORD": "Also-Not-The-Default_7"})
+    assert env_of(chosen, "grafana")["GF_SECURITY_ADMIN_PASSWORD"] == "Also-Not-The-Default_7"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,6 +345,104 @@ def test_the_worker_reads_pipelines_and_steps_from_this_folder_read_only(config:
     assert Path(mounts["/app/steps"]["source"]).resolve() == ROOT / "steps"
     assert all(mount.get("read_only") for mount in mounts.values())
     assert pipelines_dir == dockerfile_env()["IA_PIPELINES_DIR"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prometheus and Grafana
+
+
+def bind_mounts(config: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    """A service's bind mounts by target."""
+    return {v["target"]: v for v in service(config, name).get("volumes", []) if v["type"] == "bind"}
+
+
+def host_path(mounts: dict[str, dict[str, Any]], container_path: str) -> Path:
+    """Where a path inside the container is on the host, through the bind mount that holds it."""
+    for target, mount in sorted(mounts.items(), key=lambda item: -len(item[0])):
+        inside = Path(container_path)
+        if inside == Path(target) or Path(target) in inside.parents:
+            return Path(mount["source"]) / inside.relative_to(target)
+    raise AssertionError(f"{container_path} is in no bind mount")
+
+
+def published_on_loopback(config: dict[str, Any], name: str) -> dict[int, int]:
+    ports = service(config, name).get("ports", [])
+    assert all(port.get("host_ip") == "127.0.0.1" for port in ports), f"{name}: publish on 127.0.0.1 only"
+    return {int(port["target"]): int(port["published"]) for port in ports}
+
+
+def test_every_bind_mount_of_every_service_points_at_something_in_the_repository(config: dict[str, Any]) -> None:
+    for name in config["services"]:
+        for target, mount in bind_mounts(config, name).items():
+            source = Path(mount["source"]).resolve()
+            assert source.exists(), f"{name}: {target} is mounted from {source}, which does not exist"
+            assert ROOT in source.parents, f"{name}: {source} is outside the repository"
+            assert mount.get("read_only"), f"{name}: {target} should be read-only"
+
+
+def test_prometheus_reads_its_configuration_and_rules_from_deploy_prometheus(config: dict[str, Any]) -> None:
+    prometheus = service(config, "prometheus")
+    assert prometheus["image"].startswith("prom/prometheus:v")
+    mounts = bind_mounts(config, "prometheus")
+    assert Path(mounts["/etc/prometheus"]["source"]).resolve() == ROOT / "deploy" / "prometheus"
+    (config_flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    config_file = host_path(mounts, config_flag.partition("=")[2])
+    assert config_file.resolve() == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    assert config_file.is_file()
+    assert any(arg.startswith("--storage.tsdb.path=") for arg in prometheus["command"]), "the image's default"
+    assert published_on_loopback(config, "prometheus") == {9090: 9090}
+
+    # What the configuration names must exist too: its rule files, and the worker service and port it scrapes.
+    scrape_config = yaml.safe_load(config_file.read_text())
+    for rule_file in scrape_config.get("rule_files", []):
+        assert (config_file.parent / rule_file).is_file(), rule_file
+    discovered = [
+        (name, sd["port"])
+        for job in scrape_config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    ]
+    assert ("worker", int(env_of(config, "worker")["IA_WEB_PORT"])) in discovered
+
+
+def test_grafana_is_provisioned_from_deploy_grafana(config: dict[str, Any]) -> None:
+    grafana = service(config, "grafana")
+    assert grafana["image"].startswith("grafana/grafana:")
+    mounts = bind_mounts(config, "grafana")
+    provisioning = host_path(mounts, "/etc/grafana/provisioning")
+    assert provisioning.resolve() == ROOT / "deploy" / "grafana" / "provisioning"
+    assert published_on_loopback(config, "grafana") == {3000: 3000}
+    assert grafana["depends_on"]["prometheus"]["condition"] in {"service_started", "service_healthy"}
+
+    # The data source: the compose service `prometheus` on the port its container listens on, uid `prometheus`.
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    url = urlsplit(datasource["url"])
+    assert (datasource["uid"], datasource["type"], datasource["isDefault"]) == ("prometheus", "prometheus", True)
+    assert url.hostname == "prometheus" and url.hostname in config["services"]
+    assert url.port in published_on_loopback(config, "prometheus")
+
+    # The dashboards: the provider reads the folder the dashboards are mounted at, which holds them.
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "ia-modules.yml").read_text())["providers"]
+    assert provider["type"] == "file"
+    folder = host_path(mounts, provider["options"]["path"])
+    assert folder.resolve() == ROOT / "deploy" / "grafana" / "dashboards"
+    assert sorted(path.name for path in folder.glob("*.json")) == ["ia-modules-pipelines.json"]
+
+
+def test_grafana_opens_on_the_pipelines_dashboard_for_anonymous_viewers(config: dict[str, Any]) -> None:
+    env = env_of(config, "grafana")
+    home = host_path(bind_mounts(config, "grafana"), env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.resolve() == ROOT / "deploy" / "grafana" / "dashboards" / "ia-modules-pipelines.json"
+    assert json.loads(home.read_text())["uid"] == "ia-modules-pipelines"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer", "anonymous visitors may look, not edit"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_the_header_comment_tells_where_prometheus_and_grafana_are() -> None:
+    header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
+    assert "http://localhost:9090" in header and "http://localhost:3000" in header
+    assert "No Prometheus" not in header
 
 
 # ---------------------------------------------------------------------------------------------------------------
