@@ -27,11 +27,9 @@ from tests.prometheus_rules import (
     RULES_FILE,
     RULES_TEST_FILE,
     AlertRule,
-    YamlSubsetError,
     alert_expressions,
     alerting_rules,
     promtool,
-    read_block_yaml,
     read_yaml,
 )
 
@@ -272,76 +270,3 @@ def squeeze(expr: str) -> str:
 
 
 # -- the YAML reader of tests/prometheus_rules.py ------------------------------------------------------------------
-
-
-def test_the_block_yaml_reader_reads_what_the_rule_files_use() -> None:
-    text = """\
-# a comment
-groups:
-  - name: g            # a trailing comment
-    rules:
-      - alert: A
-        expr: |
-          up == 0
-          or vector(1)
-        labels: {}
-        annotations:
-          summary: "x {{ $labels.job }} \\"quoted\\" #1"
-          runbook: 'it''s here'
-          folded: >-
-            one
-            two
-
-            three
-      - alert: B
-        for: 5m
-        list:
-        - '1 1 0x10'
-        - [worker, "w 2"]
-        empty:
-        nested:
-          - - a
-            - b
-"""
-    assert read_block_yaml(text) == {
-        "groups": [
-            {
-                "name": "g",
-                "rules": [
-                    {
-                        "alert": "A",
-                        "expr": "up == 0\nor vector(1)\n",
-                        "labels": {},
-                        "annotations": {
-                            "summary": 'x {{ $labels.job }} "quoted" #1',
-                            "runbook": "it's here",
-                            "folded": "one two\nthree",
-                        },
-                    },
-                    {
-                        "alert": "B",
-                        "for": "5m",
-                        "list": ["1 1 0x10", ["worker", "w 2"]],
-                        "empty": None,
-                        "nested": [["a", "b"]],
-                    },
-                ],
-            }
-        ]
-    }
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "a: &anchor 1\nb: *anchor\n",
-        "a: plain\n  continued\n",
-        "a: 'not closed\n  here'\n",
-        "a: {b: 1}\n",
-        "---\na: 1\n",
-        "a: 1\n\tb: 2\n",
-    ],
-)
-def test_the_block_yaml_reader_refuses_what_it_does_not_read(text: str) -> None:
-    with pytest.raises(YamlSubsetError):
-        read_block_yaml(text)
