@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -59,49 +60,48 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family:
-    kind = ""
+ChildT = TypeVar("ChildT", "CounterChild", "GaugeChild", "HistogramChild")
+
+
+class _Family(Generic[ChildT]):
+    """Named series with the same labels; a child per set of label values, made on first use."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
         self.name = name
         self.documentation = documentation
         self.labels = tuple(labels)
-        self.children: dict[tuple[str, ...], object] = {}
+        self.children: dict[tuple[str, ...], ChildT] = {}
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labels):
-            raise ValueError(f"{self.name} has labels {self.labels}, given {values}")
-
-
-class Counter(_Family):
-    """A ``_total`` counter family."""
-
-    def child(self, *values: str) -> CounterChild:
+    def child(self, *values: str) -> ChildT:
         found = self.children.get(values)
         if found is None:
-            self._check(values)
-            found = self.children[values] = CounterChild()
-        assert isinstance(found, CounterChild)
+            if len(values) != len(self.labels):
+                raise ValueError(f"{self.name} has labels {self.labels}, given {values}")
+            found = self.children[values] = self._new_child()
         return found
+
+    def _new_child(self) -> ChildT:
+        raise NotImplementedError
+
+
+class Counter(_Family[CounterChild]):
+    """A ``_total`` counter family."""
+
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name.removesuffix("_total"), self.documentation, labels=self.labels)
         for values, child in self.children.items():
-            assert isinstance(child, CounterChild)
             family.add_metric(values, child.value)
         return family
 
 
-class Gauge(_Family):
+class Gauge(_Family[GaugeChild]):
     """A gauge family; ``replace`` sets the whole family at once (for values read at scrape time)."""
 
-    def child(self, *values: str) -> GaugeChild:
-        found = self.children.get(values)
-        if found is None:
-            self._check(values)
-            found = self.children[values] = GaugeChild()
-        assert isinstance(found, GaugeChild)
-        return found
+    def _new_child(self) -> GaugeChild:
+        return GaugeChild()
 
     def replace(self, values: dict[tuple[str, ...], float]) -> None:
         self.children.clear()
@@ -111,12 +111,11 @@ class Gauge(_Family):
     def collect(self) -> Metric:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
         for values, child in self.children.items():
-            assert isinstance(child, GaugeChild)
             family.add_metric(values, child.value)
         return family
 
 
-class Histogram(_Family):
+class Histogram(_Family[HistogramChild]):
     """A histogram family with fixed bucket bounds (upper, inclusive, ascending)."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str], bounds: Sequence[float]) -> None:
@@ -125,18 +124,12 @@ class Histogram(_Family):
             raise ValueError(f"{name}: bucket bounds must ascend: {bounds}")
         self.bounds = tuple(float(bound) for bound in bounds)
 
-    def child(self, *values: str) -> HistogramChild:
-        found = self.children.get(values)
-        if found is None:
-            self._check(values)
-            found = self.children[values] = HistogramChild(self.bounds)
-        assert isinstance(found, HistogramChild)
-        return found
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         for values, child in self.children.items():
-            assert isinstance(child, HistogramChild)
             family.add_metric(values, list(cumulative(child)), child.sum)
         return family
 
