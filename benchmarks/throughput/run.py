@@ -10,13 +10,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.procfs import cpu_seconds, peak_rss_mb, process_trees, total_cpu_seconds
 from benchmarks.throughput.chains import chain_launch
 from benchmarks.throughput.events import BENCH_PIPELINE, CUSTOM_PIPELINE, VARIANTS, Record
-from benchmarks.throughput.launch import stop_process, tail, wait_ready
+from benchmarks.throughput.launch import Launch, stop_process, tail, wait_ready
 from benchmarks.throughput.topics import OutputReader, delete_topics, preload, read_all
 from benchmarks.throughput.worker import worker_launch
 from streams.kafka.admin import ensure_topics
@@ -53,8 +54,18 @@ class Result:
 
 
 async def run_variant(
-    variant: str, broker: str, broker_pid: int | None, records: list[Record], profile_dir: Path | None
+    variant: str,
+    broker: str,
+    broker_pid: int | None,
+    records: list[Record],
+    profile_dir: Path | None,
+    *,
+    worker_env: Mapping[str, str] | None = None,
+    alongside: Callable[[Launch], Awaitable[None]] | None = None,
 ) -> Result:
+    """Measure ``variant`` on ``records``. ``worker_env``: settings for a worker variant's processes (after
+    ``--worker-env``'s); ``alongside``: a task run while the clock runs (from the first input to the last
+    result), then cancelled, e.g. scraping the worker's ``/metrics``."""
     result = Result(variant, VARIANTS[variant], len(records))
     tag = f"b{uuid.uuid4().hex[:8]}-{variant}"
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as temp:
@@ -65,7 +76,9 @@ async def run_variant(
             profile = profile_dir / f"{variant}.prof" if profile_dir is not None else None
             pipeline = CUSTOM_PIPELINE if real else BENCH_PIPELINE
             event_loop = "asyncio" if variant.endswith("-asyncio") else "auto"
-            launch = worker_launch(broker, tag, work, pipeline, profile, variant == "worker-db", copies, event_loop)
+            launch = worker_launch(
+                broker, tag, work, pipeline, profile, variant == "worker-db", copies, event_loop, worker_env
+            )
         else:
             kind = variant.removeprefix("real-").removesuffix("-2p").removesuffix("-uvloop")
             launch = chain_launch(kind, broker, tag, work, real, copies, variant.endswith("-uvloop"))
@@ -77,6 +90,7 @@ async def run_variant(
         with log.open("wb") as log_file:
             launched = time.time()
             processes = []
+            beside: asyncio.Task[None] | None = None
             for copy in range(launch.copies):
                 env = dict(launch.env)
                 if "BENCH_FAUST_DATADIR" in env:  # a Faust worker's data directory is its own
@@ -86,6 +100,8 @@ async def run_variant(
             try:
                 t0, result.consumed_when_ready = await wait_ready(launch, processes, log)
                 result.startup_s = t0 - launched
+                if alongside is not None:
+                    beside = asyncio.ensure_future(alongside(launch))
                 measured = process_trees([process.pid for process in processes])
                 cpu_process, cpu_broker = total_cpu_seconds(measured), cpu_seconds(broker_pid)
                 while not reader.done.is_set():
@@ -114,9 +130,11 @@ async def run_variant(
                 result.error = str(exc)
                 print(f"  {variant}: {exc}\n  log tail:\n{tail(log, 2000)}", file=sys.stderr)
             finally:
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+                for task in (reading, beside):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 for process in processes:
                     await asyncio.to_thread(stop_process, process)
         values = await read_all(broker, launch.output_topic)

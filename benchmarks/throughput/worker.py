@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from benchmarks.throughput.events import BIN
@@ -27,7 +28,10 @@ def worker_launch(
     database: bool,
     processes: int = 1,
     event_loop: str = "auto",
+    extra_env: Mapping[str, str] | None = None,
 ) -> Launch:
+    """``ia-modules worker`` on ``pipeline`` with topics prefixed ``tag``, in ``work``; ``extra_env`` is applied
+    last (after ``WORKER_ENV``)."""
     pipelines_dir = work / "pipelines"
     pipelines_dir.mkdir()
     # The worker's Faust app keeps its data in .ia/faust and creates only the last level of it: without .ia in
@@ -42,6 +46,7 @@ def worker_launch(
                     IA_LOG_LEVEL="WARNING")  # fmt: skip
     env["IA_EVENT_LOOP"] = event_loop
     env.update(WORKER_ENV)
+    env.update(extra_env or {})
     if not database:
         env["IA_DATABASE_URL"] = "none"
     command = [str(BIN / "ia-modules"), "worker", "--processes", str(processes)]
