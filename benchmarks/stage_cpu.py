@@ -124,8 +124,8 @@ class InMemoryWorker:
     over a producer and consumer with nothing behind them (``_NoBroker``): acknowledgements, finished runs let
     go, offsets committed. With ``metrics`` (implies ``commit``), the stage runner gets the pipeline's series,
     the committer the worker's (produce latency, runs by status, run duration, end-to-end latency, commit
-    duration), and each batch is counted as ``Worker._batch_observed`` counts it (records consumed per topic,
-    records per batch, batch duration): what ``IA_METRICS=1`` adds to the worker's work."""
+    duration), and each batch is counted as the worker counts it (records consumed per topic, records per batch,
+    batch duration): what ``IA_METRICS=1`` adds to the worker's work."""
 
     def __init__(self, pipeline: Pipeline, metrics: WorkerMetrics | None = None, commit: bool = False) -> None:
         plan = pipeline.plan
@@ -205,14 +205,12 @@ class InMemoryWorker:
         return checkpoint.produced
 
     def _batch_observed(self, per_partition: dict[TopicPartition, int], seconds: float) -> None:
-        """``Worker._batch_observed``: records consumed per topic, records per batch, the batch's duration."""
+        """What ``Worker._run_partition`` and ``Worker._process`` record: records consumed per partition (on its
+        topic's counter), the batch's size and duration."""
         assert self.metrics is not None
-        records = 0
         for tp, consumed in per_partition.items():
             self.consumed[tp.topic].value += consumed
-            records += consumed
-        self.metrics.batch_records.child().observe(records)
-        self.metrics.batch_duration.child().observe(seconds)
+        self.metrics.batch(sum(per_partition.values()), seconds)
 
     @staticmethod
     async def _run(records: list[InputRecord], run: Callable[[InputRecord, Produced], Awaitable[None]]) -> Produced:
