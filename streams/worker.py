@@ -355,7 +355,8 @@ class Worker:
         """Before a scrape: the gauges read from the consumer and the join stores."""
         if self.metrics is not None:
             stores = {runner.plan.id: runner.store for runner in self.runners}
-            await refresh_gauges(self.metrics, self._consumer, self.assignment, stores)
+            pipeline_of = {topic: route.runner.plan.id for topic, route in self.routes.items()}
+            await refresh_gauges(self.metrics, self._consumer, self.assignment, stores, pipeline_of)
 
     # -- rebalancing -------------------------------------------------------------------------------------------
 

@@ -65,9 +65,9 @@ def overview() -> list[Panel]:
         single(
             "Consumer lag",
             "Records behind the high watermarks, summed over every topic and partition of the selected workers "
-            "(ia_consumer_lag).",
+            "and pipelines (ia_consumer_lag).",
             "short",
-            [(f"sum(ia_consumer_lag{{{WORKER}}})", "lag")],
+            [(f"sum(ia_consumer_lag{{{PIPELINE}}})", "lag")],
             [(None, "green"), (1000, "orange"), (10000, "red")],
         ),
     ]
@@ -204,13 +204,13 @@ def consumer() -> list[Panel]:
             "Lag per topic",
             "High watermark minus the workers' position, per topic (ia_consumer_lag).",
             "short",
-            [(f"sum by (topic) (ia_consumer_lag{{{WORKER}}})", "{{topic}}")],
+            [(f"sum by (topic) (ia_consumer_lag{{{PIPELINE}}})", "{{topic}}")],
         ),
         series(
             "Lag per partition",
             "High watermark minus the worker's position, per topic and partition (ia_consumer_lag).",
             "short",
-            [(f"sum by (topic, partition) (ia_consumer_lag{{{WORKER}}})", "{{topic}} [{{partition}}]")],
+            [(f"sum by (topic, partition) (ia_consumer_lag{{{PIPELINE}}})", "{{topic}} [{{partition}}]")],
         ),
         series(
             "Assigned partitions",

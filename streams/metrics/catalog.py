@@ -153,7 +153,7 @@ class WorkerMetrics:
         )
         self.commit_duration = Histogram("ia_commit_duration_seconds", "One offset commit.", (), IO_BUCKETS)
         self.consumer_lag = Gauge(
-            "ia_consumer_lag", "High watermark minus the worker's position.", ("topic", "partition")
+            "ia_consumer_lag", "High watermark minus the worker's position.", ("pipeline", "topic", "partition")
         )
         self.assigned_partitions = Gauge("ia_assigned_partitions", "Partitions assigned to this worker.")
         self.rebalances = Counter("ia_rebalances_total", "Partition assignments received.")
@@ -206,6 +206,11 @@ class WorkerMetrics:
             self.end_to_end.child(pipeline),
         )
         self._run_series[pipeline] = runs
+        for step in plan.graph.steps:  # every kind of letter a step can be blamed for, then those of no step
+            self.dead_letters.child(pipeline, step, "step_failed")
+            self.dead_letters.child(pipeline, step, "run_failed")
+        for kind in ("run_failed", "bad_input", "internal_error"):
+            self.dead_letters.child(pipeline, "", kind)
         timeouts = {node: self.join_timeouts.child(pipeline, step_label(node)) for node in plan.graph.joins}
         for node in plan.graph.joins:
             self.joins_waiting.child(pipeline, step_label(node))

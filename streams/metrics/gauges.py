@@ -16,8 +16,10 @@ async def refresh_gauges(
     consumer: AIOKafkaConsumer | None,
     assigned: Set[TopicPartition],
     stores: Mapping[str, JoinStore],
+    pipeline_of: Mapping[str, str],
 ) -> None:
-    """Joins waiting per pipeline and join; partitions assigned; and the lag of each: the broker's end offset,
+    """Joins waiting per pipeline and join; partitions assigned; and the lag of each (``pipeline_of``: the
+    pipeline of each topic): the broker's end offset,
     asked now (it moves while the worker is paused or stuck, when no fetch would tell), minus the consumer's
     position."""
     for pipeline, store in stores.items():
@@ -30,7 +32,8 @@ async def refresh_gauges(
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
             try:
-                lag[(tp.topic, str(tp.partition))] = max(0, ends[tp] - await consumer.position(tp))
+                position = await consumer.position(tp)
+                lag[(pipeline_of.get(tp.topic, ""), tp.topic, str(tp.partition))] = max(0, ends[tp] - position)
             except IllegalStateError:  # revoked meanwhile
                 continue
     metrics.consumer_lag.replace(lag)
