@@ -39,6 +39,7 @@ JOB = "ia-modules"
 STATUSES = ("success", "failed")
 STEP_STATUSES = ("ok", "failed", "skipped")
 
+
 @dataclass
 class Expected:
     """What the in-process runner made of the sample events."""
