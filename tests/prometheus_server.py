@@ -93,11 +93,19 @@ def prometheus_server(
     folder: Path, *, job: str, target: str, rule_files: Sequence[Path] = (), interval_s: float = 1.0
 ) -> Iterator[PrometheusServer]:
     """Prometheus scraping ``target`` as ``job`` every ``interval_s`` with ``rule_files``, its configuration, data
-    and log under ``folder``, for as long as the block runs; terminated (then killed, if it must be) at the end."""
-    binary = prometheus_binary()
+    and log under ``folder``, for as long as the block runs."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "prometheus.yml"
     config.write_text(scrape_config(job, target, rule_files, interval_s))
+    with prometheus_running(config, folder) as server:
+        yield server
+
+
+@contextmanager
+def prometheus_running(config: Path, folder: Path) -> Iterator[PrometheusServer]:
+    """Prometheus with the configuration file ``config`` (its rule files relative to it), data and log under
+    ``folder``, ready, for as long as the block runs; terminated (then killed, if it must be) at the end."""
+    binary = prometheus_binary()
     port = _free_port()
     log = folder / "prometheus.log"
     with log.open("wb") as log_file:

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.kafka_broker import free_port
 from tests.prometheus_rules import (
     CONFIG_FILE,
     ROOT,
@@ -32,6 +28,7 @@ from tests.prometheus_rules import (
     promtool,
     read_yaml,
 )
+from tests.prometheus_server import prometheus_running
 
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 SEVERITIES = {"page", "ticket"}
@@ -206,67 +203,22 @@ def test_the_rules_tests_have_a_firing_and_a_quiet_case_for_every_alert() -> Non
 def test_prometheus_starts_with_the_shipped_config_and_loads_the_rules_as_read_here(tmp_path: Path) -> None:
     """The shipped prometheus.yml (as the compose file mounts it, alerts.yml beside it) in a real server: it starts,
     and its rules are the ones ``alerting_rules`` reads, with the same labels, annotations and ``for``."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).is_file():
-        pytest.fail("Prometheus is not installed: `make system-packages` installs the Debian package `prometheus`")
     folder = tmp_path / "etc-prometheus"
     folder.mkdir()
     for path in (CONFIG_FILE, RULES_FILE):
         shutil.copy(path, folder / path.name)
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={folder / CONFIG_FILE.name}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"prometheus exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"prometheus not ready after 30 s:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        body = httpx.get(f"{url}/api/v1/rules", params={"type": "alert"}, timeout=10).json()
-        assert body["status"] == "success", body
-        loaded = {
-            rule["name"]: rule
-            for group in body["data"]["groups"]
-            for rule in group["rules"]
-            if rule["type"] == "alerting"
-        }
-        read = alerting_rules()
-        assert list(loaded) == [rule.name for rule in read]
-        for rule in read:
-            server = loaded[rule.name]
-            assert server["labels"] == rule.labels, rule.name
-            assert server["annotations"] == rule.annotations, rule.name
-            assert server["duration"] == seconds(rule.for_), rule.name
-            assert squeeze(server["query"]) == squeeze(rule.expr), rule.name
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with prometheus_running(folder / CONFIG_FILE.name, tmp_path) as prometheus:
+        loaded = {rule["name"]: rule for rule in prometheus.rules() if rule["type"] == "alerting"}
+    read = alerting_rules()
+    assert list(loaded) == [rule.name for rule in read]
+    for rule in read:
+        server = loaded[rule.name]
+        assert server["labels"] == rule.labels, rule.name
+        assert server["annotations"] == rule.annotations, rule.name
+        assert server["duration"] == seconds(rule.for_), rule.name
+        assert squeeze(server["query"]) == squeeze(rule.expr), rule.name
 
 
 def squeeze(expr: str) -> str:
     """``expr`` without its whitespace, for comparing an expression with Prometheus's printing of it."""
     return re.sub(r"\s+", "", expr)
-
-
-# -- the YAML reader of tests/prometheus_rules.py ------------------------------------------------------------------
