@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .errors import StepOutputError
-from .services import ServiceRegistry
+from .services import ServiceRegistry, current_execution_id
+
+
+class RunIdFilter(logging.Filter):
+    """Puts the run in progress on each record of a step's logger: ``record.run_id`` (None outside a run) and,
+    in a run, ``[run <id>] `` before the message, so any log format shows it without naming the field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        run_id = getattr(record, "run_id", None) or current_execution_id.get()  # a caller's extra= wins
+        record.run_id = run_id
+        if run_id is not None:
+            prefix = f"[run {run_id}] "
+            record.msg = (prefix.replace("%", "%%") if record.args else prefix) + str(record.msg)
+        return True
+
+
+_RUN_ID_FILTER = RunIdFilter()
+
+
+def step_logger(step_class: type, step_id: str) -> logging.Logger:
+    """The logger of step ``step_id``: ``<module defining its class>.<step id>`` (``steps.data_steps.loader``),
+    so the module's logger settings apply to its steps and two steps of one class still log apart."""
+    logger = logging.getLogger(f"{step_class.__module__}.{step_id}")
+    logger.addFilter(_RUN_ID_FILTER)  # once: a logger keeps one copy of a filter
+    return logger
 
 
 def checked_output(step: Step, result: Any) -> dict[str, Any]:
@@ -20,10 +45,29 @@ def checked_output(step: Step, result: Any) -> dict[str, Any]:
 class Step:
     """A pipeline step, constructed as ``Step(name, config)``; ``name`` is the step's id in its pipeline."""
 
+    _logger: logging.Logger | None = None
+
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         self.name = name
         self.config: dict[str, Any] = dict(config) if config else {}
         self.services: ServiceRegistry | None = None
+        self._logger = step_logger(type(self), name)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The step's logger (see :func:`step_logger`); in a run its records carry the run id. Usable in
+        ``__init__``, even before ``super().__init__`` (then named after the class until the id is known)."""
+        if self._logger is not None:
+            return self._logger
+        name = self.__dict__.get("name")
+        logger = step_logger(type(self), name if isinstance(name, str) else type(self).__name__)
+        if isinstance(name, str):
+            self._logger = logger
+        return logger
+
+    @logger.setter
+    def logger(self, logger: logging.Logger) -> None:
+        self._logger = logger
 
     def set_services(self, services: ServiceRegistry | None) -> None:
         self.services = services
