@@ -1,7 +1,9 @@
 """The guide's core API: ``Step``, ``Pipeline`` and ``TemplateParameterResolver``.
 
 ``Pipeline`` is a compiled pipeline file; ``await pipeline.run(input)`` executes one run in-process with the same
-kernel the worker's stage runner (``streams.stage_runner``) drives.
+kernel the worker's stage runner (``streams.stage_runner``) drives. A run given no services gets the defaults
+(``http``, ``cache``: :mod:`.defaults`), closed when the last run using them ends; a registry given is cleaned up
+when the event loop ends, should its program not do it first (:mod:`.lifetimes`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import orjson
 
 from .compiler import PipelinePlan, compile_pipeline
+from .defaults import DefaultServices
 from .kernel import RunState, Token, deliver_all, run_step, skip_step
+from .lifetimes import cleanup_when_loop_ends
 from .loader import load_plan
 from .result import PipelineResult
 from .services import ServiceRegistry, current_execution_id
@@ -30,7 +34,7 @@ class Pipeline:
 
     def __init__(self, plan: PipelinePlan) -> None:
         self.plan = plan
-        self._default_services = ServiceRegistry()
+        self._default_services = DefaultServices()
         self._instances: weakref.WeakKeyDictionary[ServiceRegistry, dict[str, Step]] = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -85,12 +89,12 @@ class Pipeline:
             raise TypeError(f"pipeline input must be a JSON object (dict), not {type(input_data).__name__}")
         encoded = orjson.dumps(input_data)  # TypeError for an input JSON cannot carry
         run = RunState(self.plan, run_id or str(uuid.uuid4()), orjson.loads(encoded), input_json=encoded)
-        instances = self.steps_for(services)
-        reset = current_execution_id.set(run.run_id)
-        try:
-            await self._visit(run, instances, {}, self.plan.graph.start, "run")
-        finally:
-            current_execution_id.reset(reset)
+        if services is None:
+            async with self._default_services.in_use():
+                await self._execute(run, self._default_services)
+        else:
+            cleanup_when_loop_ends(services)
+            await self._execute(run, services)
         return PipelineResult(
             run_id=run.run_id,
             pipeline=self.plan.id,
@@ -103,6 +107,15 @@ class Pipeline:
             step_outputs=run.outputs,
             source=source,
         )
+
+    async def _execute(self, run: RunState, services: ServiceRegistry) -> None:
+        """Walk the graph from its start with the steps bound to ``services``, the run id set for them."""
+        instances = self.steps_for(services)
+        reset = current_execution_id.set(run.run_id)
+        try:
+            await self._visit(run, instances, {}, self.plan.graph.start, "run")
+        finally:
+            current_execution_id.reset(reset)
 
     async def _visit(
         self,

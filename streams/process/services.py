@@ -1,50 +1,16 @@
-"""The services steps get: the default set (``http``: an httpx.AsyncClient, ``cache``: an in-memory TTL cache)
-or the registry an ``IA_SERVICES`` factory builds."""
+"""The services steps get: the default set (``http``: an httpx.AsyncClient, ``cache``: an in-memory TTL cache),
+the one an in-process run gets too (it lives in the core, :mod:`ia_modules.pipeline.defaults`), or the registry
+an ``IA_SERVICES`` factory builds."""
 
 from __future__ import annotations
 
 import inspect
-import time
-from typing import Any
 
-import httpx
-
+from ia_modules.pipeline.defaults import CacheService, default_services
 from ia_modules.pipeline.imports import ImportProblem, import_callable
 from ia_modules.pipeline.services import ServiceRegistry
 
-
-class CacheService:
-    """In-memory cache whose entries expire ``ttl`` seconds after they were set (the guide's ``cache``)."""
-
-    def __init__(self, ttl: float = 3600, max_entries: int = 100_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Any]] = {}
-
-    def get(self, key: str) -> Any:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if time.monotonic() - entry[0] >= self.ttl:
-            del self._entries[key]
-            return None
-        return entry[1]
-
-    def set(self, key: str, value: Any) -> None:
-        if len(self._entries) >= self.max_entries and key not in self._entries:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = (time.monotonic(), value)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-def default_services() -> ServiceRegistry:
-    """``http`` and ``cache``; the caller cleans up with ``cleanup_all`` (which closes the HTTP client)."""
-    services = ServiceRegistry()
-    services.register("http", httpx.AsyncClient(timeout=30.0, follow_redirects=True))
-    services.register("cache", CacheService())
-    return services
+__all__ = ["CacheService", "ServicesError", "build_services", "default_services"]
 
 
 class ServicesError(RuntimeError):
