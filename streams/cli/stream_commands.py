@@ -275,7 +275,14 @@ async def _consume(settings: Settings, topic: str, from_beginning: bool, limit: 
     count = 0
     start = "beginning" if from_beginning else "end"
     security = KafkaSecurity.from_settings(settings)
-    async for records in read_record_batches(broker, topic, start=start, limit=limit, idle_s=idle_s, security=security):
+
+    def waiting() -> None:
+        err.print(f"waiting for {topic} to be created (up to {idle_s:g}s); it will be read from its beginning")
+
+    reading = read_record_batches(
+        broker, topic, start=start, limit=limit, idle_s=idle_s, security=security, waiting=waiting
+    )
+    async for records in reading:
         await write_stdout(b"".join(map(json_line, records)))  # each batch at once: a live reader sees it now
         count += len(records)
     return count

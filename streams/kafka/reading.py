@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -45,11 +45,12 @@ async def read_record_batches(
     limit: int | None = None,
     idle_s: float = 10.0,
     security: KafkaSecurity = PLAINTEXT,
+    waiting: Callable[[], None] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Decoded records of ``topic`` from ``start`` (``"beginning"``, ``"end"`` or offsets by partition), a batch
     as each fetch brings them (a live reader shows each at once), until ``limit`` came or ``idle_s`` passed without
     a new one. A topic that does not exist yet is waited for, within ``idle_s``; once it does, all of it is new,
-    so ``"end"`` reads it from its beginning."""
+    so ``"end"`` reads it from its beginning (``waiting`` is called once when it starts waiting)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(broker), group_id=None, enable_auto_commit=False, **security.client_kwargs()
     )
@@ -58,6 +59,8 @@ async def read_record_batches(
         await consumer.start()
         idle_since = time.monotonic()
         tps = await topic_partitions(consumer, topic)
+        if not tps and waiting is not None:
+            waiting()
         while not tps:
             if time.monotonic() - idle_since >= idle_s:
                 return

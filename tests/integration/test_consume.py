@@ -37,7 +37,9 @@ async def test_consume_started_before_the_output_topic_exists_prints_what_arrive
     namespace = Namespace.fresh(kafka_broker)
     folder = pipelines_dir_with(tmp_path, "custom_processing")
     process = await start_consume(namespace, folder, "--limit", "3", "--timeout", "30")
-    await asyncio.sleep(1.5)  # consume is waiting for a topic no worker has created yet
+    assert process.stderr is not None
+    said = await asyncio.wait_for(process.stderr.readline(), 60)  # however long its start takes on a busy machine
+    assert said.decode().startswith(f"waiting for {namespace.topic('custom_processing', 'output')} to be created")
     await publish_raw(kafka_broker, namespace.topic("custom_processing", "output"), results(0, 1, 2))
     records, stderr = await finished(process)
     assert process.returncode == 0, stderr
@@ -88,7 +90,8 @@ async def test_consume_of_a_topic_that_never_appears_ends_after_its_timeout(kafk
     records, stderr = await finished(process, 30)
     assert process.returncode == 0, stderr
     assert records == []
-    assert stderr == ""
+    topic = namespace.topic("custom_processing", "output")
+    assert stderr == f"waiting for {topic} to be created (up to 1s); it will be read from its beginning\n"
 
 
 async def test_consume_dlq_reads_the_dead_letter_topic(kafka_broker: str, tmp_path: Path) -> None:
