@@ -155,7 +155,7 @@ def check_topic_clashes(plans: list[PipelinePlan], prefix: str = "ia", app_id: s
         problems: list[ConfigProblem] = []
         first = seen_ids.setdefault(plan.id, plan)
         if first is not plan:
-            problems.append(ConfigProblem("stream.id", f"pipeline id '{plan.id}' is also the id of {first.source}"))
+            problems.append(ConfigProblem("stream.id", _id_clash(plan, first)))
         else:
             for topic, where in pipeline_topics(plan, prefix, app_id).items():
                 other = owner.setdefault(topic, plan)
@@ -164,3 +164,17 @@ def check_topic_clashes(plans: list[PipelinePlan], prefix: str = "ia", app_id: s
                                                          f"({other.source})"))  # fmt: skip
         if problems:
             raise PipelineConfigError(plan.source, problems)
+
+
+def _id_clash(plan: PipelinePlan, first: PipelinePlan) -> str:
+    """Two pipelines with one id: both files, and where each id comes from when a file name gave it."""
+    if plan.id_from == first.id_from == "stream.id":
+        return f"pipeline id '{plan.id}' is also the id of {first.source}"
+    return (
+        f"pipeline id '{plan.id}' ({_id_origin(plan)}) is also the id of {first.source} ({_id_origin(first)}): "
+        "set a distinct stream.id in one of them"
+    )
+
+
+def _id_origin(plan: PipelinePlan) -> str:
+    return "its stream.id" if plan.id_from == "stream.id" else f"from its {plan.id_from}"

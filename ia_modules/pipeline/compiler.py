@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
-
 from .conditions import Always, CompiledCondition, Compound, ConditionCompileError, FunctionCall, compile_condition
-from .errors import ConfigProblem, PipelineConfigError
+from .errors import ConfigProblem, OlderFormatWarning, PipelineConfigError
 from .graph import END, Edge, Graph, analyse, build_graph
 from .imports import ImportProblem, import_from_pipeline
-from .models import PIPELINE_ID_PATTERN, TERMINALS, PipelineConfig, RetryPolicy, StepConfig
+from .models import TERMINALS, PipelineConfig, RetryPolicy, StepConfig, pipeline_id_from_file_name
+from .older_forms import upgrade
+from .shape import Damage, parse_shape
 from .step import Step
 from .templates import Compiled, Reference, Scope, TemplateSyntaxError, compile_value
-
-_CONDITION_TAGS = frozenset({"always", "expression", "function", "all", "any", "not"})
 
 
 @dataclass(frozen=True)
@@ -56,30 +54,54 @@ class PipelinePlan:
     key: Compiled | None
     model: PipelineConfig
     has_function_conditions: bool
+    older_forms: tuple[ConfigProblem, ...] = ()
+    """What the file says in an older format and how it was read (the notes of its OlderFormatWarning)."""
+    id_from: str = "stream.id"
+    """Where the id comes from: ``stream.id``, ``file name`` (normalised) or ``name`` (a pipeline given as a dict)."""
 
     @property
     def partitions(self) -> int:
         return self.model.stream.partitions
 
 
-def compile_pipeline(raw: Any, source: str, file_stem: str | None = None) -> PipelinePlan:
-    """Validate and compile ``raw`` (the parsed JSON); raises PipelineConfigError listing every problem."""
+def compile_pipeline(raw: Any, source: str, file_stem: str | None = None, *, warn: bool = True) -> PipelinePlan:
+    """Validate and compile ``raw`` (the parsed JSON); raises PipelineConfigError listing every problem: older
+    forms that are refused, schema problems, and cross-reference problems of the parts that parsed, together.
+    Older forms that mean one current form are read as it, with an OlderFormatWarning (``warn=False``: only in
+    the plan's or the error's ``older_forms``, for callers that show them themselves)."""
     if not isinstance(raw, dict):
         raise PipelineConfigError(source, [ConfigProblem("$", f"a pipeline is a JSON object, not {_kind(raw)}")])
-    try:
-        model = PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise PipelineConfigError(source, [_problem(e) for e in exc.errors()]) from None
-    return _Compiler(model, source, file_stem).compile()
+    upgraded = upgrade(raw)
+    notes = [conversion.warning() for conversion in upgraded.conversions]
+    if notes and warn:
+        warnings.warn(OlderFormatWarning(source, notes), stacklevel=2)
+    shape = parse_shape(upgraded.config, [*(p.path for p in upgraded.problems), *upgraded.unconverted])
+    problems = [*upgraded.problems, *shape.problems]
+    if shape.model is None:
+        raise PipelineConfigError(source, problems, notes)
+    flow = upgraded.config.get("flow")
+    shape.damage.unwired |= isinstance(flow, dict) and "transitions" in flow  # refused above; paths are missing
+    return _Compiler(shape.model, source, file_stem, shape.damage, problems, notes).compile()
 
 
 class _Compiler:
-    def __init__(self, model: PipelineConfig, source: str, file_stem: str | None) -> None:
+    def __init__(
+        self,
+        model: PipelineConfig,
+        source: str,
+        file_stem: str | None,
+        damage: Damage,
+        problems: list[ConfigProblem],
+        older_forms: list[ConfigProblem],
+    ) -> None:
         self.model = model
         self.source = source
         self.file_stem = file_stem
-        self.problems: list[ConfigProblem] = []
+        self.damage = damage
+        self.problems = list(problems)
+        self.older_forms = older_forms
         self.step_paths: dict[str, str] = {}
+        self.id_from = "stream.id"
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -96,11 +118,11 @@ class _Compiler:
                 self.step_paths[step.id] = f"steps[{index}]"
         before_wiring = len(self.problems)
         edges = self._edges()
-        if model.flow.start_at not in self.step_paths:
+        if model.flow.start_at not in self.step_paths and not self.damage.no_start:
             self.problem("flow.start_at", f"unknown step '{model.flow.start_at}'")
         graph = build_graph(list(self.step_paths), model.flow.start_at, edges, Always())
-        if len(self.problems) == before_wiring:  # with a miswired flow, reachability and upstream would mislead
-            self.problems.extend(analyse(graph, self.step_paths))
+        if len(self.problems) == before_wiring and not self.damage.unwired:
+            self.problems.extend(analyse(graph, self.step_paths))  # on a miswired flow, it would mislead
         self._check_condition_references(graph)
         plans = {}
         for index, step in enumerate(model.steps):
@@ -112,7 +134,7 @@ class _Compiler:
         outputs = self._template(model.outputs, "outputs", roots=("pipeline_input", "parameters", "step"))
         key = self._template(model.stream.key, "stream.key", roots=("pipeline_input", "parameters"))
         if self.problems:
-            raise PipelineConfigError(self.source, self.problems)
+            raise PipelineConfigError(self.source, self.problems, self.older_forms)
         return PipelinePlan(
             id=pipeline_id or "",
             name=model.name or pipeline_id or "",
@@ -126,26 +148,29 @@ class _Compiler:
             key=key if model.stream.key is not None else None,
             model=model,
             has_function_conditions=any(_has_function(e.condition) for e in graph.edges),
+            older_forms=tuple(self.older_forms),
+            id_from=self.id_from,
         )
 
     def _pipeline_id(self) -> str | None:
+        """``stream.id``, else the file name normalised (``My-Pipeline`` -> ``my_pipeline``), else the name."""
         if self.model.stream.id:
             return self.model.stream.id
         if self.file_stem is not None:
-            if PIPELINE_ID_PATTERN.fullmatch(self.file_stem):
-                return self.file_stem
-            self.problem(
-                "stream.id",
-                f"the file name '{self.file_stem}' is not a valid pipeline id ([a-z0-9_]+): rename the file "
-                "or set stream.id",
-            )
-            return None
+            self.id_from = "file name"
+            derived = pipeline_id_from_file_name(self.file_stem)
+            if not derived:
+                self.problem("stream.id", f"the file name '{self.file_stem}' has no letter or digit: set stream.id")
+            return derived or None
+        self.id_from = "name"
         slug = re.sub(r"[^a-z0-9]+", "_", (self.model.name or "pipeline").lower()).strip("_")
         return slug or "pipeline"
 
     def _edges(self) -> list[Edge]:
         edges = []
         for index, path in enumerate(self.model.flow.paths):
+            if index in self.damage.skipped_paths:
+                continue  # not an object, or an endpoint that did not parse: reported with the schema problems
             where = f"flow.paths[{index}]"
             ok = True
             if path.from_ not in self.step_paths:
@@ -156,8 +181,10 @@ class _Compiler:
             if terminal is None and path.to not in self.step_paths:
                 self.problem(f"{where}.to", f"unknown step '{path.to}' (steps or {', '.join(TERMINALS)})")
                 ok = False
+            condition: CompiledCondition = Always()  # a condition that did not parse still wires its path
             try:
-                condition = compile_condition(path.condition, f"{where}.condition")
+                if index not in self.damage.paths:
+                    condition = compile_condition(path.condition, f"{where}.condition")
             except ConditionCompileError as exc:
                 self.problem(exc.where, str(exc))
                 ok = False
@@ -178,7 +205,7 @@ class _Compiler:
 
     def _step_plan(self, index: int, step: StepConfig, graph: Graph) -> StepPlan | None:
         where = f"steps[{index}]"
-        step_class = self._step_class(step, where)
+        step_class = None if index in self.damage.no_class else self._step_class(step, where)
         config = self._template(step.config, f"{where}.config", roots=("parameters",))
         inputs = self._template(
             step.inputs,
@@ -189,6 +216,8 @@ class _Compiler:
         )
         if step_class is None or config is None or inputs is None:
             return None
+        if index in self.damage.steps or self.damage.parameters:
+            return None  # its config is not all there: building the step would report what follows from that
         resolved_config = config.resolve(Scope(pipeline_input={}, parameters=self.model.parameters, outputs={}))
         plan = StepPlan(
             step.id,
@@ -246,7 +275,7 @@ class _Compiler:
     def _check_reference(self, reference: Reference, where: str, visible: frozenset[str] | None, owner: str) -> bool:
         message = None
         if reference.root == "parameters":
-            if reference.path and str(reference.path[0]) not in self.model.parameters:
+            if reference.path and not self.damage.parameters and str(reference.path[0]) not in self.model.parameters:
                 message = f"unknown parameter '{reference.path[0]}'"
         elif reference.root == "step":
             assert reference.step is not None
@@ -275,29 +304,6 @@ def _has_function(condition: CompiledCondition) -> bool:
     if isinstance(condition, FunctionCall):
         return True
     return isinstance(condition, Compound) and any(_has_function(p) for p in condition.parts)
-
-
-def _problem(error: ErrorDetails) -> ConfigProblem:
-    loc = list(error["loc"])
-    parts: list[str] = []
-    for i, item in enumerate(loc):
-        previous = loc[i - 1] if i else None
-        if item in _CONDITION_TAGS and (previous == "condition" or isinstance(previous, int)):
-            continue
-        parts.append(f"[{item}]" if isinstance(item, int) else (f".{item}" if parts else str(item)))
-    path = "".join(parts) or "$"
-    kind = error["type"]
-    message = error["msg"].removeprefix("Value error, ")
-    if kind == "missing":
-        message = "required field is missing"
-    elif kind == "extra_forbidden":
-        message = f"unknown key (value {error['input']!r})"
-    elif kind == "union_tag_invalid":
-        tag = error.get("ctx", {}).get("tag")
-        message = f"unknown condition type '{tag}'; expected one of {', '.join(sorted(_CONDITION_TAGS))}"
-    elif kind == "union_tag_not_found":
-        message = "a condition needs a 'type'"
-    return ConfigProblem(path, message)
 
 
 def _kind(value: Any) -> str:

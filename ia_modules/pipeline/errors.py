@@ -18,12 +18,27 @@ class ConfigProblem:
 
 
 class PipelineConfigError(ValueError):
-    """A pipeline file is invalid; the message lists every problem found, one per line."""
+    """A pipeline file is invalid; the message lists every problem found, one per line. ``older_forms`` are the
+    older-format notes of the same file (see OlderFormatWarning), so that a caller can show them too."""
 
-    def __init__(self, source: str, problems: Iterable[ConfigProblem]) -> None:
+    def __init__(
+        self, source: str, problems: Iterable[ConfigProblem], older_forms: Iterable[ConfigProblem] = ()
+    ) -> None:
         self.source = source
         self.problems = list(problems)
+        self.older_forms = list(older_forms)
         super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class OlderFormatWarning(FutureWarning):
+    """A pipeline file written in an older format of the original project: it loads, read in the current form,
+    and each note says what was read how. ``ia-modules validate --fix`` rewrites the file in the current form."""
+
+    def __init__(self, source: str, notes: Iterable[ConfigProblem]) -> None:
+        self.source = source
+        self.notes = list(notes)
+        lines = [note.render(source) for note in self.notes]
+        super().__init__("\n".join([*lines, f"('ia-modules validate --fix {source}' rewrites it in the current form)"]))
 
 
 class PermanentStepError(Exception):

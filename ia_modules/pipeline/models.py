@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 STEP_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 PIPELINE_ID_PATTERN = re.compile(r"[a-z0-9_]+")
+
+
+def pipeline_id_from_file_name(stem: str) -> str:
+    """The pipeline id a file name gives (``My-Pipeline`` -> ``my_pipeline``): a stem that is already an id is kept
+    as it is; otherwise it is lowercased, accents dropped, other letters written as ``u<code point>``, and every run
+    of other characters becomes one ``_``. Empty when nothing of the name is left (``---``)."""
+    if PIPELINE_ID_PATTERN.fullmatch(stem):
+        return stem
+    parts: list[str] = []
+    for char in unicodedata.normalize("NFKD", stem):
+        if unicodedata.combining(char):
+            continue
+        lowered = char.lower()
+        if lowered.isascii() and (lowered.isalnum() or lowered == "_"):
+            parts.append(lowered)
+        elif char.isalnum():
+            parts.append(f"_u{ord(char):x}_")
+        else:
+            parts.append("_")
+    return re.sub(r"_+", "_", "".join(parts)).strip("_")
+
 
 #: Targets a path may end in besides a step; all of them flow into the virtual end node.
 TERMINALS = ("end", "end_with_success", "end_with_failure")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ia_modules.pipeline.compiler import PipelinePlan
 from ia_modules.pipeline.core import Pipeline
-from ia_modules.pipeline.errors import PipelineConfigError, PipelineNotFoundError
-from ia_modules.pipeline.loader import find_pipeline, load_plan, pipeline_files
+from ia_modules.pipeline.errors import ConfigProblem, PipelineConfigError, PipelineNotFoundError
+from ia_modules.pipeline.loader import find_pipeline, load_plan, pipeline_files, rewrite_in_current_form
 from ia_modules.pipeline.wire import parse_event
 from streams.cli.events_file import read_events
 from streams.cli.output import err, explain_table, json_line, write_stdout
@@ -25,9 +28,10 @@ class GraphFormat(StrEnum):
 
 
 def load_pipeline(name: str, settings: Settings) -> Pipeline:
-    """The pipeline at path ``name`` or with id ``name`` in IA_PIPELINES_DIR; exits 2 with the problems."""
+    """The pipeline at path ``name`` or with id ``name`` in IA_PIPELINES_DIR; exits 2 with the problems. A file
+    of an older format loads, its warning on stderr."""
     try:
-        return Pipeline(load_plan(find_pipeline(name, settings.pipelines_dir)))
+        return Pipeline(load_checked(find_pipeline(name, settings.pipelines_dir)))
     except PipelineNotFoundError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -37,10 +41,40 @@ def load_pipeline(name: str, settings: Settings) -> Pipeline:
         raise typer.Exit(2) from None
 
 
+def load_checked(file: Path) -> PipelinePlan:
+    """``load_plan``, with the file's older-format warning printed on stderr, once, whether it loads or not."""
+    try:
+        plan = load_plan(file, warn=False)
+    except PipelineConfigError as exc:
+        print_older_forms(exc.source, exc.older_forms)
+        raise
+    print_older_forms(plan.source, plan.older_forms)
+    return plan
+
+
+def print_older_forms(source: str, notes: Iterable[ConfigProblem]) -> None:
+    """What a file says in an older format and how it is read, one line each, then how to rewrite it."""
+    notes = list(notes)
+    for note in notes:
+        err.print(f"{source}: {note.path}: warning: {note.message}", markup=False)
+    if notes:
+        command = f"ia-modules validate --fix {shlex.quote(source)}"
+        err.print(f"{source}: warning: older pipeline format: {command} rewrites it in the current form", markup=False)
+
+
 def validate(
     paths: Annotated[list[str], typer.Argument(help="pipeline files, ids, or folders of pipeline files")],
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="first rewrite each file written in an older format in the current form (atomically, other "
+            "content and key order kept), printing what changed; files already current are left untouched",
+        ),
+    ] = False,
 ) -> None:
-    """Check pipeline files: one line per problem as `<file>: <json path>: <what is wrong>`; exit 1 if any."""
+    """Check pipeline files: one line per problem as `<file>: <json path>: <what is wrong>`; exit 1 if any.
+    Warnings (older formats) and what --fix rewrote go to stderr."""
     settings = Settings()
     files: list[Path] = []
     invalid = 0
@@ -57,8 +91,11 @@ def validate(
             checked += 1
     for file in files:
         checked += 1
+        if fix and not _fixed(file):
+            invalid += 1
+            continue
         try:
-            plan = load_plan(file)
+            plan = load_checked(file)
         except (PipelineConfigError, PipelineNotFoundError) as exc:
             invalid += 1
             problems = exc.problems if isinstance(exc, PipelineConfigError) else []
@@ -71,6 +108,23 @@ def validate(
     if invalid:
         err.print(f"[red]{invalid} of {checked} invalid[/red]")
         raise typer.Exit(1)
+
+
+def _fixed(file: Path) -> bool:
+    """Rewrite ``file`` in the current form if it is of an older format, printing what changed; False when it
+    could not be written (said on stdout, as a problem of the file)."""
+    try:
+        conversions = rewrite_in_current_form(file)
+    except (PipelineConfigError, PipelineNotFoundError):
+        return True  # unreadable or not JSON: the check that follows says so
+    except OSError as exc:
+        typer.echo(f"{file}: $: cannot rewrite it: {exc.strerror or exc}")
+        return False
+    for conversion in conversions:
+        err.print(conversion.fixed().render(str(file)), markup=False)
+    if conversions:
+        err.print(f"{file}: rewritten in the current form", markup=False)
+    return True
 
 
 def run(

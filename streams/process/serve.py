@@ -51,10 +51,16 @@ def web_port_problem(port: int) -> str | None:
 
 def load_plans(directory: Path, topic_prefix: str = "ia", app_id: str = "ia-modules") -> list[PipelinePlan]:
     """Every pipeline of ``directory``; PipelineConfigError for the first invalid one, or for two that share an id
-    or a topic (``topic_prefix`` and ``app_id`` name the topics)."""
+    or a topic (``topic_prefix`` and ``app_id`` name the topics). Files of an older format load, logged as a
+    warning."""
     if not directory.is_dir():
         raise FileNotFoundError(f"no folder {directory} (--pipelines or IA_PIPELINES_DIR)")
-    plans = [load_plan(file) for file in pipeline_files(directory)]
+    plans = [load_plan(file, warn=False) for file in pipeline_files(directory)]
+    for plan in plans:  # a file of an older format runs; say once how it is read and how to rewrite it
+        for note in plan.older_forms:
+            logger.warning("%s: %s: %s", plan.source, note.path, note.message)
+        if plan.older_forms:
+            logger.warning("%s: older pipeline format: ia-modules validate --fix rewrites it", plan.source)
     if not plans:
         raise FileNotFoundError(f"no pipeline files (*.json) in {directory}")
     check_topic_clashes(plans, topic_prefix, app_id)

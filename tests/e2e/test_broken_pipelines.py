@@ -22,7 +22,10 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "invalid_json": ("invalid_json.json", "$: invalid JSON at line 3 column 1: Expecting value"),
     "empty_file": ("empty_file.json", "$: invalid JSON at line 1 column 1: Expecting value"),
     "not_an_object": ("not_an_object.json", "$: a pipeline is a JSON object, not a list"),
-    "steps_not_a_list": ("steps_not_a_list.json", "steps: Input should be a valid list"),
+    "steps_not_a_list": (
+        "steps_not_a_list.json",
+        'steps: should be a list of steps, each {"id": ..., "step_class": ..., "module": ...}, not an object',
+    ),
     "step_id_wrong_type": ("step_id_wrong_type.json", "steps[0].id: Input should be a valid string"),
     "step_missing_class": ("step_missing_class.json", "steps[0].step_class: required field is missing"),
     "unknown_step_key_type": (
@@ -118,6 +121,40 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "partitions_zero": ("partitions_zero.json", "stream.partitions: Input should be greater than or equal to 1"),
     "unknown_stream_key": ("unknown_stream_key.json", "stream.partitons: unknown key (value 4)"),
     "id_clash": ("id_clash/west.json", "stream.id: pipeline id 'orders' is also the id of {corpus}/id_clash/east.json"),
+    "id_clash_by_file_name": (
+        "id_clash_by_file_name/my_orders.json",
+        "stream.id: pipeline id 'my_orders' (from its file name) is also the id of "
+        "{corpus}/id_clash_by_file_name/My-Orders.json (from its file name): set a distinct stream.id in one of them",
+    ),
+    "five_problems": (
+        "five_problems.json",
+        "steps[2].step_class: module 'steps.my_custom_steps' has no attribute 'NoSuchStep'",
+    ),
+    "older_transitions": (
+        "older_transitions.json",
+        "flow.transitions: 'transitions' is an older form that is no longer read: write them as flow.paths, each "
+        '{"from": <step>, "to": <step or end>, "condition": {...}} (paths may not form a cycle)',
+    ),
+    "older_condition_field_greater_than": (
+        "older_condition_field_greater_than.json",
+        "flow.paths[0].condition: condition type 'field_greater_than' is an older form that is no longer read: "
+        'write {"type": "expression", "config": {"source": "result.score", "operator": "greater_than", "value": 0.8}}',
+    ),
+    "older_condition_threshold": (
+        "older_condition_threshold.json",
+        "flow.paths[0].condition: condition type 'threshold_condition' is an older form that is no longer read: "
+        'write {"type": "expression", "config": {"source": "result.quality_score", "operator": '
+        '"greater_than_or_equal", "value": "{{ parameters.threshold }}"}}',
+    ),
+    "older_condition_success": (
+        "older_condition_success.json",
+        "flow.paths[0].condition: condition type 'success' is an older form that is no longer read: "
+        """write {"type": "always"} (a path leaves 'load' only once it succeeded)""",
+    ),
+    "older_list_input_without_source": (
+        "older_list_input_without_source.json",
+        "steps[1].inputs[0]: input 'text' has no 'source' (its template)",
+    ),
     "input_topic_clash": (
         "input_topic_clash/shipping.json",
         "stream.input_topics[0]: topic 'ia.billing.input' is also a topic of pipeline 'billing' "
@@ -155,6 +192,29 @@ def test_the_loader_refuses_it_with_its_error_line(case: str, tmp_path: Path) ->
     with pytest.raises(PipelineConfigError) as refused:
         load_plans(folder)
     assert expected_line(case, folder) in str(refused.value).splitlines()
+
+
+FIVE_PROBLEMS = [
+    "flow.paths[0].condition.config.operator: unknown operator 'roughly'; expected one of equals, not_equals, "
+    "greater_than, greater_than_or_equal, less_than, less_than_or_equal, in, not_in, contains, not_contains, "
+    "starts_with, ends_with, matches, exists, not_exists, is_true, is_false",
+    "steps[1].inputs.text: 'lod.transformed_text': unknown step 'lod'",
+    "steps[2].step_class: module 'steps.my_custom_steps' has no attribute 'NoSuchStep'",
+    "steps[3].inputs.text: 'whisper.transformed_text': step 'whisper' is not upstream of step 'echo'",
+    "outputs.threshold: 'parameters.treshold': unknown parameter 'treshold'",
+]
+
+
+def test_a_schema_problem_does_not_hide_the_others_of_the_file(tmp_path: Path) -> None:
+    """five_problems.json: a schema problem (an unknown operator), an unknown step, a class that is not there, a
+    step that is not upstream, an unknown parameter: all five in one error, and from validate."""
+    file = CORPUS / "five_problems.json"
+    with pytest.raises(PipelineConfigError) as refused:
+        load_plans(as_folder("five_problems", tmp_path))
+    assert [line.split(": ", 1)[1] for line in str(refused.value).splitlines()] == FIVE_PROBLEMS
+    done = subprocess.run([CLI, "validate", str(file)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [f"{file}: {line}" for line in FIVE_PROBLEMS]
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
