@@ -1,8 +1,11 @@
-"""Async database access (PostgreSQL and SQLite) and the migration runner; see :mod:`.manager`."""
+"""Database access (PostgreSQL and SQLite), awaited or, as the guide writes it, not; the migration runner. See
+:mod:`.manager`."""
 
+from .blocking import UnawaitedCallError
 from .errors import DatabaseConnectionError, DatabaseError, MigrationError
 from .manager import DatabaseManager
 from .migrations import AppliedMigration, MigrationReport, MigrationSource
+from .url import SecretURL
 
 __all__ = [
     "AppliedMigration",
@@ -12,4 +15,6 @@ __all__ = [
     "MigrationError",
     "MigrationReport",
     "MigrationSource",
+    "SecretURL",
+    "UnawaitedCallError",
 ]

@@ -167,3 +167,31 @@ class DatabaseURL:
             raise DatabaseURLError(f"cannot parse this {scheme}:// URL ({_EXPECTED})") from None
         redacted = f"postgresql://{shown_login}{rest}" + (f"?{safe_query}" if parts.query else "")
         return cls("postgresql", dsn, redacted, secrets)
+
+
+class SecretURL:
+    """A database URL that prints with its password masked (``postgresql://app:***@db/app``), as a setting's
+    secret does; ``DatabaseManager(SecretURL(url))`` connects with the real one (``get_secret_value()``).
+    DatabaseURLError, naming no part of the URL after its scheme, when it cannot be parsed."""
+
+    def __init__(self, url: str) -> None:
+        self._redacted = DatabaseURL.parse(url).redacted
+        self._value = url
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return self._redacted
+
+    def __repr__(self) -> str:
+        return f"SecretURL({self._redacted!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(self._redacted, spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretURL) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)

@@ -148,12 +148,14 @@ class PostgresBackend(Backend):
         max_size: int = 10,
         command_timeout: float | None = None,
         connect_timeout: float = 10.0,
+        server_settings: dict[str, str] | None = None,
     ) -> None:
         self._url = url
         self._min_size = min_size
         self._max_size = max_size
         self._command_timeout = command_timeout
         self._connect_timeout = connect_timeout
+        self._server_settings = server_settings
         self.pool: Any = None
 
     def _connect_error(self, exc: Exception) -> DatabaseConnectionError:
@@ -170,6 +172,7 @@ class PostgresBackend(Backend):
                 max_size=self._max_size,
                 command_timeout=self._command_timeout,
                 timeout=self._connect_timeout,
+                server_settings=self._server_settings,
             )
         except Exception as exc:
             raise self._connect_error(exc) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime, time
@@ -56,10 +57,13 @@ def split_statements(script: str) -> list[str]:
 class SqliteSession(Session):
     """Operations on the backend's connection, which this session holds exclusively."""
 
-    def __init__(self, connection: aiosqlite.Connection, secrets: Secrets) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, secrets: Secrets, backend: SqliteBackend | None = None
+    ) -> None:
         self.connection = connection
         self._secrets = secrets
         self._savepoints = 0
+        self._backend = backend
 
     def _fail(self, exc: Exception, sql: str) -> NoReturn:
         raise wrap_error(exc, self._secrets, sql=sql) from exc
@@ -109,17 +113,24 @@ class SqliteSession(Session):
             begin, commit, rollback = f"SAVEPOINT {name}", f"RELEASE {name}", (f"ROLLBACK TO {name}", f"RELEASE {name}")
         else:
             begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)
-        await self.execute(begin)
+        owner = self._backend if self._backend is not None and not self._backend.transaction_open else None
+        if owner is not None:
+            owner.transaction_open = True
         try:
-            yield self
-        except BaseException:
-            for statement in rollback:
-                try:
-                    await self.execute(statement)
-                except DatabaseError:
-                    break
-            raise
-        await self.execute(commit)
+            await self.execute(begin)
+            try:
+                yield self
+            except BaseException:
+                for statement in rollback:
+                    try:
+                        await self.execute(statement)
+                    except DatabaseError:
+                        break
+                raise
+            await self.execute(commit)
+        finally:
+            if owner is not None:
+                owner.transaction_open = False
 
 
 class SqliteBackend(Backend):
@@ -132,13 +143,21 @@ class SqliteBackend(Backend):
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self.connection: aiosqlite.Connection | None = None
+        self.transaction_open = False
+        """True from a transaction's BEGIN until its end (calls without await must not slip into it)."""
 
     async def connect(self) -> None:
         path = self._url.sqlite_path or ":memory:"
         try:
             if path != ":memory:":
                 await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-            connection = await aiosqlite.connect(path, isolation_level=None, timeout=self._timeout)
+            opening = aiosqlite.connect(path, isolation_level=None, timeout=self._timeout)
+            # A daemon thread: a script that never closes its manager still exits (every call is waited for,
+            # so nothing is pending then).
+            thread = getattr(opening, "_thread", None)
+            if isinstance(thread, threading.Thread):
+                thread.daemon = True
+            connection = await opening
         except Exception as exc:
             raise wrap_error(exc, Secrets(), action=f"opening {self._url.redacted}") from exc
         connection.row_factory = sqlite3.Row
@@ -165,9 +184,16 @@ class SqliteBackend(Backend):
                 raise DatabaseConnectionError("not connected: call connect() first, or the manager was closed")
             token = _holder.set(self)
             try:
-                yield SqliteSession(self.connection, self._url.secrets)
+                yield SqliteSession(self.connection, self._url.secrets, self)
             finally:
                 _holder.reset(token)
+
+    def unlocked_session(self) -> SqliteSession:
+        """A session on the connection without taking the lock: for calls without await, which run on
+        aiosqlite's thread while the loop that holds the lock cannot move (see ``..blocking``)."""
+        if self.connection is None:
+            raise DatabaseConnectionError("not connected: call connect() first, or the manager was closed")
+        return SqliteSession(self.connection, self._url.secrets, self)
 
     def migration_session(self) -> AbstractAsyncContextManager[Session]:
         """The connection for the whole run; each file's ``BEGIN IMMEDIATE`` makes other processes wait."""
