@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         ",".join(DEFAULT_STEP_PACKAGES),
         description="comma-separated packages whose modules pipeline files may name (steps, condition functions)",
     )
+    sync_db_calls: Annotated[
+        Literal["warn", "error"], BeforeValidator(lambda v: (v.strip().lower() or "warn") if isinstance(v, str) else v)
+    ] = Field(
+        "warn",
+        description="a database call made without await on a running event loop (the guide's way) blocks the loop "
+        "until done: warn logs that once per call site, error refuses it (a step failure); the database package "
+        "reads IA_SYNC_DB_CALLS from the environment (docs/database.md)",
+    )
 
     broker_security_protocol: Annotated[SecurityProtocol, BeforeValidator(_upper_case)] = Field(
         "PLAINTEXT", description="how the Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
