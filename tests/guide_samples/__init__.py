@@ -1,0 +1,1 @@
+"""Code samples of the developer guide, copied unchanged, that the tests run."""
