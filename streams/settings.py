@@ -51,6 +51,10 @@ def _package_list(value: str) -> str:
     return ",".join(packages)
 
 
+SYNC_DB_CALLS_SETTING = "IA_SYNC_DB_CALLS"
+"""Where ``ia_modules.database`` reads the choice (it knows nothing of these settings)."""
+
+
 class Settings(BaseSettings):
     """The service's settings; unset broker and database mean the embedded ones."""
 
@@ -180,11 +184,13 @@ class Settings(BaseSettings):
         return path
 
     def model_post_init(self, context: Any, /) -> None:
-        """The step packages hold for everything this process loads, the core's loader included (it reads
-        IA_STEP_PACKAGES from the environment), and for the worker processes it starts: a value from .env is
-        put in the environment. With TLS to the broker, ``auto`` is asyncio's loop: uvloop can take 30 s to close a
-        TLS connection (a worker's join-state restore consumer took that long to stop, past its session timeout)."""
+        """The step packages and IA_SYNC_DB_CALLS hold for everything this process loads (the core's loader and
+        the database package read them from the environment) and for the worker processes it starts: a value from
+        .env is put in the environment. With TLS to the broker, ``auto`` is asyncio's loop: uvloop can take 30 s to
+        close a TLS connection (a worker's join-state restore consumer took that long to stop, past its session
+        timeout)."""
         os.environ[STEP_PACKAGES_SETTING] = self.step_packages
+        os.environ[SYNC_DB_CALLS_SETTING] = self.sync_db_calls  # the database package reads it there too
         if self.event_loop == "auto" and self.broker_security_protocol in TLS_PROTOCOLS:
             self.event_loop = "asyncio"
 
