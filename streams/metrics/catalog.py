@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,12 @@ def release() -> str:
 
 class StepMetrics:
     """One step's series: its runs by status, its duration, its retries and, per path leaving it (in the
-    graph's order, as the trace's ``routes`` lists them), taken and not taken."""
+    graph's order, as the trace's ``routes`` lists them), not taken and taken (indexed by the trace's bool).
 
-    __slots__ = ("duration", "failed", "ok", "retries", "routes", "skipped")
+    A step whose every path is taken whatever it returns (``Graph.always_from``) has ``routes`` None: its paths'
+    counts are its runs that evaluated them (``evaluated``), read when the page is rendered instead of counted."""
+
+    __slots__ = ("duration", "evaluated", "failed", "ok", "retries", "routes", "skipped")
 
     def __init__(
         self,
@@ -61,26 +65,37 @@ class StepMetrics:
         skipped: CounterChild,
         duration: HistogramChild,
         retries: CounterChild,
-        routes: list[tuple[CounterChild, CounterChild]],
+        routes: list[tuple[CounterChild, CounterChild]] | None,
     ) -> None:
         self.ok, self.failed, self.skipped = ok, failed, skipped
         self.duration = duration
         self.retries = retries
         self.routes = routes
+        self.evaluated = 0
+        """Runs of the step whose paths were evaluated: it succeeded, or failed with ``on_error: continue``."""
 
     def ran(self, entry: dict[str, Any]) -> None:
         """Count the step's trace entry (``kernel.run_step`` wrote it): status, duration, retries and, when its
-        paths were evaluated (it succeeded, or failed with ``on_error: continue``), each path taken or not."""
+        paths were evaluated, each path taken or not. This runs for every step of every record: the histogram
+        observation is inlined and ``zip`` is called without a keyword (with one it has no fast path)."""
         attempts = entry["attempts"]
         if attempts > 1:
             self.retries.value += attempts - 1
-        self.duration.observe(entry["duration_ms"] / 1000)
-        if entry["status"] == "ok" or "on_error" in entry:
-            (self.ok if entry["status"] == "ok" else self.failed).value += 1
-            for (taken, not_taken), route in zip(self.routes, entry["routes"], strict=False):
-                (taken if route["taken"] else not_taken).value += 1
+        seconds = entry["duration_ms"] / 1000
+        duration = self.duration
+        duration.counts[bisect_left(duration.bounds, seconds)] += 1
+        duration.sum += seconds
+        if entry["status"] == "ok":
+            self.ok.value += 1
         else:
             self.failed.value += 1
+            if "on_error" not in entry:
+                return
+        self.evaluated += 1
+        routes = self.routes
+        if routes is not None:
+            for counters, route in zip(routes, entry["routes"]):  # noqa: B905 (same length: the step's paths)
+                counters[route["taken"]].value += 1
 
 
 @dataclass
@@ -185,20 +200,26 @@ class WorkerMetrics:
         self.pipeline_info.child(pipeline, plan.version, fuse).set(1)
         steps: dict[str, StepMetrics] = {}
         for step, edges in plan.graph.outgoing.items():
-            steps[step] = StepMetrics(
+            steps[step] = metrics = StepMetrics(
                 self.step_runs.child(pipeline, step, "ok"),
                 self.step_runs.child(pipeline, step, "failed"),
                 self.step_runs.child(pipeline, step, "skipped"),
                 self.step_duration.child(pipeline, step),
                 self.step_retries.child(pipeline, step),
-                [
+                None
+                if step in plan.graph.always_from
+                else [
                     (
-                        self.routes.child(pipeline, step, edge.label, "true"),
                         self.routes.child(pipeline, step, edge.label, "false"),
+                        self.routes.child(pipeline, step, edge.label, "true"),
                     )
                     for edge in edges
                 ],
             )
+            if metrics.routes is None:
+                for edge in edges:
+                    self.routes.derive((pipeline, step, edge.label, "true"), _evaluations_of(metrics))
+                    self.routes.child(pipeline, step, edge.label, "false")
         runs = RunSeries(
             self.runs.child(pipeline, "success"),
             self.runs.child(pipeline, "failed"),
@@ -226,11 +247,18 @@ class WorkerMetrics:
             if series is None:  # a run no pipeline of this worker finished
                 continue
             (series.success if record["status"] == "success" else series.failed).value += 1
-            if not run.replay:
-                if run.consumed_ms:
-                    series.duration.observe(max(0, now_ms - run.consumed_ms) / 1000)
-                if run.started_ms:
-                    series.end_to_end.observe(max(0, now_ms - run.started_ms) / 1000)
+            if run.replay:
+                continue
+            if run.consumed_ms:  # observations inlined: this runs for every run
+                seconds = (now_ms - run.consumed_ms) / 1000 if now_ms > run.consumed_ms else 0.0
+                histogram = series.duration
+                histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
+                histogram.sum += seconds
+            if run.started_ms:
+                seconds = (now_ms - run.started_ms) / 1000 if now_ms > run.started_ms else 0.0
+                histogram = series.end_to_end
+                histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
+                histogram.sum += seconds
 
     def batch(self, records: int, seconds: float) -> None:
         """A fetched batch was run: its size and how long running it took."""
@@ -272,6 +300,10 @@ class SinkSeries:
         self.flush.observe(seconds)
         self.up.set(1)
         self.last_success.set(time.time())
+
+
+def _evaluations_of(step: StepMetrics) -> Callable[[], float]:
+    return lambda: float(step.evaluated)
 
 
 def step_label(node: str) -> str:

@@ -10,7 +10,7 @@ for exposition.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import (
@@ -85,15 +85,27 @@ class _Family(Generic[ChildT]):
 
 
 class Counter(_Family[CounterChild]):
-    """A ``_total`` counter family."""
+    """A ``_total`` counter family. A derived series is read from other counts when the page is rendered (it
+    must only grow, as they do), for a count the hot path need not keep twice."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, labels)
+        self.derived: dict[tuple[str, ...], Callable[[], float]] = {}
 
     def _new_child(self) -> CounterChild:
         return CounterChild()
+
+    def derive(self, values: tuple[str, ...], read: Callable[[], float]) -> None:
+        if len(values) != len(self.labels):
+            raise ValueError(f"{self.name} has labels {self.labels}, given {values}")
+        self.derived[values] = read
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name.removesuffix("_total"), self.documentation, labels=self.labels)
         for values, child in self.children.items():
             family.add_metric(values, child.value)
+        for values, read in self.derived.items():
+            family.add_metric(values, read())
         return family
 
 
