@@ -37,7 +37,7 @@ from streams.joins.delivery import JoinDelivery, take_join
 from streams.joins.store import JoinStateTooLarge, JoinStore, join_key
 from streams.kafka.producer import DEFAULT_MAX_RECORD_BYTES, Emission
 from streams.kafka.records import ConsumedRecord, now_ms
-from streams.metrics.catalog import PipelineMetrics, count_steps
+from streams.metrics.catalog import PipelineMetrics
 from streams.sink.checkpoint import Produced, RecordPart
 from streams.sink.dead_letters import DeadLetters
 from streams.sink.results import FinishedRun
@@ -204,7 +204,6 @@ class StageRunner:
         joins, stage_of = topology.joins, topology.stage_of
         plans, instances = self.plan.steps, self.steps
         observed = self._step_metrics
-        counted: list[dict[str, Any]] = []  # this stage's trace entries, for the step metrics (one call per stage)
         stage = stage_of.get(start[0][0])
         forwards: list[str] = []
         held = {node: dict(tokens) for node, tokens in envelope.carried.items()} if envelope.carried else {}
@@ -220,17 +219,16 @@ class StageRunner:
                     if target == END:
                         self.finish(run, envelope, partition, out)
                     elif token != "run":
-                        sends = skip_step(run, target, token)
+                        arrivals(run, skip_step(run, target, token), held, decided)
                         if observed is not None:
-                            counted.append(run.trace[-1])
-                        arrivals(run, sends, held, decided)
+                            observed[target].skipped.value += 1
                     elif index > starting and (stage_of[target] != stage or target in joins):
                         forwards.append(target)
                     else:
                         failures_before = len(run.failures)
                         sends = await run_step(run, plans[target], instances[target])
                         if observed is not None:
-                            counted.append(run.trace[-1])
+                            observed[target].ran(run.trace[-1])
                         if len(run.failures) > failures_before:
                             for failure in run.failures[failures_before:]:
                                 self._step_letter(run, envelope, failure, partition, held, out)
@@ -246,8 +244,6 @@ class StageRunner:
             raise RecordTooLarge(exc.topic, exc.size, topology.joins_ahead[exc.node]) from None
         finally:
             current_execution_id.reset(reset)
-            if counted:
-                count_steps(observed, counted)
         for target in forwards:
             ahead = topology.joins_ahead[target]
             carried = {node: tokens for node, tokens in held.items() if node in ahead} if held else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -74,34 +74,25 @@ class StepMetrics:
         self.evaluated = 0
         """Runs of the step whose paths were evaluated: it succeeded, or failed with ``on_error: continue``."""
 
-
-def count_steps(steps: Mapping[str, StepMetrics] | None, entries: list[dict[str, Any]]) -> None:
-    """Count trace entries ``kernel.run_step`` and ``skip_step`` wrote: each step's status, duration and retries
-    and, when its paths were evaluated, each path taken or not. Called once per record and stage with that stage's
-    entries (no call per step), the histogram observation inlined and ``zip`` without a keyword (it has no fast path
-    with one): this is the metrics' hot path."""
-    assert steps is not None
-    for entry in entries:
-        step = steps[entry["step"]]
-        status = entry["status"]
-        if status == "skipped":
-            step.skipped.value += 1
-            continue
+    def ran(self, entry: dict[str, Any]) -> None:
+        """Count the step's trace entry (``kernel.run_step`` wrote it): status, duration, retries and, when its
+        paths were evaluated, each path taken or not. This runs for every step of every record: the histogram
+        observation is inlined and ``zip`` is called without a keyword (with one it has no fast path)."""
         attempts = entry["attempts"]
         if attempts > 1:
-            step.retries.value += attempts - 1
+            self.retries.value += attempts - 1
         seconds = entry["duration_ms"] / 1000
-        duration = step.duration
+        duration = self.duration
         duration.counts[bisect_left(duration.bounds, seconds)] += 1
         duration.sum += seconds
-        if status == "ok":
-            step.ok.value += 1
+        if entry["status"] == "ok":
+            self.ok.value += 1
         else:
-            step.failed.value += 1
+            self.failed.value += 1
             if "on_error" not in entry:
-                continue
-        step.evaluated += 1
-        routes = step.routes
+                return
+        self.evaluated += 1
+        routes = self.routes
         if routes is not None:
             for counters, route in zip(routes, entry["routes"]):  # noqa: B905 (same length: the step's paths)
                 counters[route["taken"]].value += 1

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ia_modules.pipeline.compiler import compile_pipeline
 from ia_modules.pipeline.core import Pipeline
 from streams.metrics import WorkerMetrics, merge_pages, render
-from streams.metrics.catalog import RUN_BUCKETS, STEP_BUCKETS, count_steps
+from streams.metrics.catalog import RUN_BUCKETS, STEP_BUCKETS
 from streams.metrics.exposition import families_registry
 from streams.metrics.instruments import Histogram
 from streams.metrics.reading import Page, quantile
@@ -97,7 +97,11 @@ async def test_step_and_route_counts_match_the_trace_the_kernel_wrote() -> None:
     sizes = ["big", "big", "small", "neither"]
     for size in sizes:
         result = await pipeline.run({"size": size})
-        count_steps(series.steps, result.trace)
+        for entry in result.trace:
+            if entry["status"] == "skipped":
+                series.steps[entry["step"]].skipped.value += 1
+            else:
+                series.steps[entry["step"]].ran(entry)
     page = page_of(metrics)
     taken = page.sum_by("ia_route_total", ("from", "to", "taken"), pipeline="branching")
     assert taken[("classify", "big", "true")] == 2 and taken[("classify", "big", "false")] == 2
@@ -110,22 +114,17 @@ async def test_step_and_route_counts_match_the_trace_the_kernel_wrote() -> None:
 
 
 def entry(status: str, attempts: int = 1, routes: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"status": status, "attempts": attempts, "duration_ms": 2.0, "routes": routes or [], **extra}
+    return {"step": "s", "status": status, "attempts": attempts, "duration_ms": 2.0, "routes": routes or [], **extra}
 
 
 def test_a_failed_step_counts_its_retries_and_only_evaluated_paths_count_as_routes() -> None:
     plan = compile_pipeline(BRANCHING, "branching.json")
     metrics = WorkerMetrics()
-    steps = metrics.pipeline(plan, "chains").steps
+    classify = metrics.pipeline(plan, "chains").steps["classify"]
     not_evaluated = [{"to": "big", "taken": False, "note": "step failed"}, {"to": "small", "taken": False}]
+    classify.ran(entry("failed", attempts=3, routes=not_evaluated))
     evaluated = [{"to": "big", "taken": True}, {"to": "small", "taken": False}]
-    count_steps(
-        steps,
-        [
-            entry("failed", attempts=3, routes=not_evaluated, step="classify"),
-            entry("failed", attempts=2, routes=evaluated, on_error="continue", step="classify"),
-        ],
-    )
+    classify.ran(entry("failed", attempts=2, routes=evaluated, on_error="continue"))
     page = page_of(metrics)
     assert page.total("ia_step_runs_total", step="classify", status="failed") == 2
     assert page.total("ia_step_retries_total", step="classify") == 3
