@@ -346,7 +346,10 @@ class StageRunner:
             raise RecordTooLarge(self.topology.output_topic, len(value), frozenset())
         headers = (("ia-run-id", run.run_id.encode()),)
         out.sends.append(Emission(self.topology.output_topic, partition, envelope.key.encode(), value, headers))
-        out.runs.append(FinishedRun(record, now_ms(), self.letters, partition, envelope.key, *envelope.timing()))
+        series = self.metrics.runs if self.metrics is not None else None
+        out.runs.append(
+            FinishedRun(record, now_ms(), self.letters, partition, envelope.key, *envelope.timing(), series)
+        )
         if run.error is not None and run.error.get("type") in RUN_LEVEL_ERRORS:
             self.letters.run_failed(run, envelope, partition, out)
 

@@ -83,7 +83,11 @@ class StepMetrics:
             self.retries.value += attempts - 1
         seconds = entry["duration_ms"] / 1000
         duration = self.duration
-        duration.counts[bisect_left(duration.bounds, seconds)] += 1
+        bounds = duration.bounds
+        if seconds <= bounds[2]:  # most steps take under 100 us: three float comparisons, no bisect call
+            duration.counts[0 if seconds <= bounds[0] else 1 if seconds <= bounds[1] else 2] += 1
+        else:
+            duration.counts[bisect_left(bounds, seconds)] += 1
         duration.sum += seconds
         if entry["status"] == "ok":
             self.ok.value += 1
@@ -243,7 +247,7 @@ class WorkerMetrics:
         series_of = self._run_series
         for run in runs:
             record = run.record
-            series = series_of.get(record["pipeline"])
+            series = run.series or series_of.get(record["pipeline"])
             if series is None:  # a run no pipeline of this worker finished
                 continue
             (series.success if record["status"] == "success" else series.failed).value += 1

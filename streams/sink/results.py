@@ -24,6 +24,7 @@ import orjson
 from ia_modules.database import DatabaseManager
 
 if TYPE_CHECKING:  # the dead letters' module imports this one
+    from streams.metrics.catalog import RunSeries
     from streams.sink.dead_letters import DeadLetters
 
 RUN_COLUMNS = (
@@ -74,6 +75,8 @@ class FinishedRun:
     """When the input record was first consumed (0: not known): where ``ia_run_duration_seconds`` starts."""
     replay: int = 0
     """How often the run was replayed from a dead letter (a replay's latencies are not counted)."""
+    series: RunSeries | None = field(default=None, compare=False, repr=False)
+    """The run's pipeline's series in the worker's metrics (None: looked up by pipeline, or no metrics)."""
 
 
 # -- text PostgreSQL cannot store --------------------------------------------------------------------------------
