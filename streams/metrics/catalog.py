@@ -72,7 +72,8 @@ class StepMetrics:
         self.retries = retries
         self.routes = routes
         self.evaluated = 0
-        """Runs of the step whose paths were evaluated: it succeeded, or failed with ``on_error: continue``."""
+        """Runs of the step whose paths were evaluated (it succeeded, or failed with ``on_error: continue``), kept
+        when ``routes`` is None."""
 
     def ran(self, entry: dict[str, Any]) -> None:
         """Count the step's trace entry (``kernel.run_step`` wrote it): status, duration, retries and, when its
@@ -95,9 +96,10 @@ class StepMetrics:
             self.failed.value += 1
             if "on_error" not in entry:
                 return
-        self.evaluated += 1
         routes = self.routes
-        if routes is not None:
+        if routes is None:
+            self.evaluated += 1
+        else:
             for counters, route in zip(routes, entry["routes"]):  # noqa: B905 (same length: the step's paths)
                 counters[route["taken"]].value += 1
 
