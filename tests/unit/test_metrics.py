@@ -194,3 +194,12 @@ def test_quantiles_interpolate_within_the_bucket_as_prometheus_does(q: float, ex
 def test_a_quantile_of_nothing_is_none_and_one_past_the_top_bucket_is_the_top_bound() -> None:
     assert quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
     assert quantile(0.99, {0.1: 1.0, float("inf"): 10.0}) == 0.1
+
+
+@pytest.mark.parametrize("seconds", [0.0, 24e-6, 25e-6, 26e-6, 50e-6, 99e-6, 1e-4, 1.01e-4, 0.3, 5.0, 61.0])
+def test_a_steps_bucket_is_the_one_prometheus_would_count_it_under(seconds: float) -> None:
+    plan = compile_pipeline(BRANCHING, "branching.json")
+    metrics = WorkerMetrics()
+    metrics.pipeline(plan, "chains").steps["big"].ran(entry("ok", duration_ms=seconds * 1000))
+    counted = page_of(metrics).buckets("ia_step_duration_seconds", step="big")
+    assert min(bound for bound, count in counted.items() if count == 1) == bucket_of(STEP_BUCKETS, seconds)
