@@ -146,10 +146,11 @@ class Worker:
             )
             topology = runner.topology
             self.runners.append(runner)
+            count = metrics.consumed if metrics is not None else lambda pipeline, topic: None
             for topic in topology.input_topics:
-                self.routes[topic] = _Route(runner, topology.start, True, self._consumed(plan.id, topic))
+                self.routes[topic] = _Route(runner, topology.start, True, count(plan.id, topic))
             for stage in topology.stages.values():
-                self.routes[stage.topic] = _Route(runner, stage, False, self._consumed(plan.id, stage.topic))
+                self.routes[stage.topic] = _Route(runner, stage, False, count(plan.id, stage.topic))
         specs = [spec for runner in self.runners for spec in topic_specs(runner.topology)]
         created = await ensure_topics(self.broker, specs, options.replication_factor, security=options.security)
         if created:
@@ -195,9 +196,6 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-
-    def _consumed(self, pipeline: str, topic: str) -> CounterChild | None:
-        return self.metrics.consumed(pipeline, topic) if self.metrics is not None else None
 
     async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         """Records of runs already in flight (stage topics) first, new events (input topics) with what room is

@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests" / "guide_samples" / "main_project"
+MIGRATION = ROOT / "tests" / "guide_samples" / "migrations" / "V003__add_pipeline_results_table.sql"
 RUNS = 10
 
 
@@ -26,8 +27,10 @@ def guide_project(where: Path, main: str) -> Path:
     """A project as the guide lays it out, with ``main`` (a file of SAMPLES) as its main.py."""
     where.mkdir()
     shutil.copy(SAMPLES / main, where / "main.py")
-    for folder in ("config", "services", "migrations"):
+    for folder in ("config", "services"):
         shutil.copytree(SAMPLES / folder, where / folder)
+    (where / "migrations").mkdir()  # the guide's Custom Migration file, as the database samples use it
+    shutil.copy(MIGRATION, where / "migrations")
     (where / "custom_migrations").mkdir()  # the second migration path of the guide's DatabaseConfig
     (where / "data").mkdir()
     (where / "pipelines").mkdir()
